@@ -1,0 +1,1 @@
+//! The global write barrier.

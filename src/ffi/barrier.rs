@@ -1,0 +1,1 @@
+//! C API of the global write barrier (see `crate::barrier`).

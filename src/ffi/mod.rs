@@ -1,0 +1,214 @@
+//! The C boundary: the only place with `extern "C"`.
+//!
+//! Conventions shared by every area (modelled on rustls-ffi):
+//!
+//! * every exported body is wrapped in [`ffi_boundary!`], which catches a
+//!   panic, logs it and returns the type's "panicked" value
+//!   ([`FfiDefault::panicked`]): `CYRSYNC_STATUS_PANIC`, NULL, 0 or false;
+//! * pointer arguments are checked with [`try_ref!`], [`try_mut!`] and
+//!   [`try_bytes!`], which return the type's "null parameter" value;
+//! * opaque handles are `Box`ed Rust values behind a zero-sized C type
+//!   ([`Handle`]); `_free(NULL)` is a no-op;
+//! * integers that mean an enum are taken as `u32` and converted, never
+//!   transmuted;
+//! * out-parameters are written only on success.
+
+use std::ffi::{c_char, CStr};
+
+pub mod barrier;
+pub mod log;
+pub mod status;
+pub mod synclog;
+pub mod syncclient;
+
+pub use status::cyrsync_status;
+
+/// What an exported function returns when a panic was caught or a required
+/// pointer was NULL.
+pub(crate) trait FfiDefault {
+    fn panicked() -> Self;
+    fn null_parameter() -> Self;
+}
+
+impl FfiDefault for cyrsync_status {
+    fn panicked() -> Self {
+        cyrsync_status::Panic
+    }
+    fn null_parameter() -> Self {
+        cyrsync_status::NullParameter
+    }
+}
+
+impl<T> FfiDefault for *mut T {
+    fn panicked() -> Self {
+        std::ptr::null_mut()
+    }
+    fn null_parameter() -> Self {
+        std::ptr::null_mut()
+    }
+}
+
+impl<T> FfiDefault for *const T {
+    fn panicked() -> Self {
+        std::ptr::null()
+    }
+    fn null_parameter() -> Self {
+        std::ptr::null()
+    }
+}
+
+macro_rules! impl_ffi_default_zero {
+    ($($t:ty),*) => {$(
+        impl FfiDefault for $t {
+            fn panicked() -> Self { Default::default() }
+            fn null_parameter() -> Self { Default::default() }
+        }
+    )*};
+}
+impl_ffi_default_zero!((), bool, u32, i32, u64, i64, usize);
+
+/// Log the payload of a caught panic.
+pub(crate) fn report_panic(payload: Box<dyn std::any::Any + Send>, function: &str) {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(non-string panic payload)");
+    ::log::error!("IOERROR: cyrsync panicked in {function}: {message}");
+}
+
+/// Run an exported function's body, turning a panic into the return type's
+/// "panicked" value. Wraps the body, not the signature, so cbindgen still
+/// sees the function.
+macro_rules! ffi_boundary {
+    ($name:literal, $body:block) => {
+        match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| $body)) {
+            Ok(value) => value,
+            Err(payload) => {
+                $crate::ffi::report_panic(payload, $name);
+                $crate::ffi::FfiDefault::panicked()
+            }
+        }
+    };
+}
+pub(crate) use ffi_boundary;
+
+/// Borrow a handle or return the "null parameter" value.
+macro_rules! try_ref {
+    ($ptr:expr) => {
+        match unsafe { $crate::ffi::handle_ref($ptr) } {
+            Some(r) => r,
+            None => return $crate::ffi::null_parameter(stringify!($ptr)),
+        }
+    };
+}
+pub(crate) use try_ref;
+
+/// Mutably borrow a handle or return the "null parameter" value.
+macro_rules! try_mut {
+    ($ptr:expr) => {
+        match unsafe { $crate::ffi::handle_mut($ptr) } {
+            Some(r) => r,
+            None => return $crate::ffi::null_parameter(stringify!($ptr)),
+        }
+    };
+}
+pub(crate) use try_mut;
+
+/// Borrow a NUL-terminated byte string (without its NUL) or return the
+/// "null parameter" value.
+macro_rules! try_bytes {
+    ($ptr:expr) => {
+        match unsafe { $crate::ffi::c_bytes($ptr) } {
+            Some(b) => b,
+            None => return $crate::ffi::null_parameter(stringify!($ptr)),
+        }
+    };
+}
+pub(crate) use try_bytes;
+
+/// Log that a required argument was NULL and return the matching value.
+pub(crate) fn null_parameter<T: FfiDefault>(what: &str) -> T {
+    ::log::error!("IOERROR: cyrsync: required argument is NULL: {what}");
+    T::null_parameter()
+}
+
+/// An opaque C type standing for a boxed Rust value.
+///
+/// # Safety
+/// Implementors must be zero-sized, never constructed, and used only through
+/// the functions below, so that a `*mut Self` is always a `Box<Inner>`.
+pub(crate) unsafe trait Handle {
+    type Inner;
+}
+
+/// Box a value and hand it to C.
+pub(crate) fn into_handle<H: Handle>(value: H::Inner) -> *mut H {
+    Box::into_raw(Box::new(value)).cast()
+}
+
+/// # Safety
+/// `ptr` is NULL or came from [`into_handle`] and was not freed.
+pub(crate) unsafe fn handle_ref<'a, H: Handle>(ptr: *const H) -> Option<&'a H::Inner> {
+    unsafe { ptr.cast::<H::Inner>().as_ref() }
+}
+
+/// # Safety
+/// As [`handle_ref`], and no other reference to the value is live.
+pub(crate) unsafe fn handle_mut<'a, H: Handle>(ptr: *mut H) -> Option<&'a mut H::Inner> {
+    unsafe { ptr.cast::<H::Inner>().as_mut() }
+}
+
+/// Free a handle; NULL is a no-op.
+///
+/// # Safety
+/// As [`handle_mut`]; the handle is not used afterwards.
+pub(crate) unsafe fn free_handle<H: Handle>(ptr: *mut H) {
+    if !ptr.is_null() {
+        drop(unsafe { Box::from_raw(ptr.cast::<H::Inner>()) });
+    }
+}
+
+/// Borrow a C string's bytes; `None` for NULL.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string that outlives `'a`.
+pub(crate) unsafe fn c_bytes<'a>(ptr: *const c_char) -> Option<&'a [u8]> {
+    if ptr.is_null() {
+        None
+    } else {
+        Some(unsafe { CStr::from_ptr(ptr) }.to_bytes())
+    }
+}
+
+/// Write an out-parameter if the caller gave one.
+///
+/// # Safety
+/// `out` is NULL or valid for a write of `T`.
+pub(crate) unsafe fn set_out<T>(out: *mut T, value: T) {
+    if !out.is_null() {
+        unsafe { out.write(value) };
+    }
+}
+
+/// The library's version, "MAJOR.MINOR.PATCH", the same as the header's
+/// `CYRSYNC_VERSION`. Static string, never NULL. Thread-safe.
+#[no_mangle]
+pub extern "C" fn cyrsync_version() -> *const c_char {
+    const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    VERSION.as_ptr().cast()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn committed_header_matches_generated() {
+        let generated = include_str!(env!("CYRSYNC_GENERATED_HEADER"));
+        let committed = include_str!("../../include/cyrsync.h");
+        assert!(
+            generated == committed,
+            "include/cyrsync.h is stale: regenerate it with \
+             `CYRSYNC_BLESS_HEADER=1 cargo build` and commit it"
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! The status every exported function returns.
+
+use std::ffi::c_char;
+
+/// Result of a cyrsync call.
+///
+/// Values are explicit and are never renumbered or reused: C callers may
+/// store them, and a patched Cyrus built against an older header must keep
+/// meaning the same thing. Ranges: 0-99 general and sync log, 100-199
+/// sync_client, 200-299 barrier.
+#[allow(non_camel_case_types)]
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum cyrsync_status {
+    /// Success.
+    Ok = 0,
+    /// A required pointer argument was NULL.
+    NullParameter = 1,
+    /// An argument was out of range or malformed (see the log message).
+    InvalidArgument = 2,
+    /// cyrsync panicked (a bug); the call had no effect that can be relied on.
+    Panic = 3,
+    /// An I/O error (open, lock, write, rename, unlink, ...), see the log.
+    IoError = 4,
+    /// Nothing to do yet: the channel has no log file (Cyrus IMAP_AGAIN).
+    Again = 5,
+    /// The reader has no more items.
+    Eof = 6,
+    /// A name is longer than Cyrus allows in a sync log record.
+    NameTooLong = 7,
+    /// A name contains CR or LF, which a sync log record cannot carry.
+    NameHasLineBreak = 8,
+    /// A channel name is empty, contains '/' or is "." or "..".
+    BadChannel = 9,
+    /// The log file could not be locked (or kept being renamed under us).
+    LockFailed = 10,
+    /// The call is not valid in the object's current state.
+    BadState = 11,
+}
+
+impl cyrsync_status {
+    /// Convert an integer that came in from C; unknown values give `None`.
+    pub fn from_u32(value: u32) -> Option<Self> {
+        use cyrsync_status::*;
+        Some(match value {
+            0 => Ok,
+            1 => NullParameter,
+            2 => InvalidArgument,
+            3 => Panic,
+            4 => IoError,
+            5 => Again,
+            6 => Eof,
+            7 => NameTooLong,
+            8 => NameHasLineBreak,
+            9 => BadChannel,
+            10 => LockFailed,
+            11 => BadState,
+            _ => return None,
+        })
+    }
+
+    /// A static, NUL-terminated description.
+    pub fn as_cstr(self) -> &'static std::ffi::CStr {
+        use cyrsync_status::*;
+        match self {
+            Ok => c"ok",
+            NullParameter => c"a required pointer argument was NULL",
+            InvalidArgument => c"invalid argument",
+            Panic => c"internal error (panic caught at the C boundary)",
+            IoError => c"I/O error",
+            Again => c"no log to process yet",
+            Eof => c"end of log",
+            NameTooLong => c"name too long for a sync log record",
+            NameHasLineBreak => c"name contains a line break",
+            BadChannel => c"invalid sync log channel name",
+            LockFailed => c"could not lock the log file",
+            BadState => c"call not valid in the current state",
+        }
+    }
+}
+
+/// Describe a status as a static NUL-terminated string.
+///
+/// `status` is taken as an integer so that any value C passes is safe; an
+/// unknown value gives "unknown status". The returned pointer is never NULL
+/// and stays valid for the life of the process. Thread-safe.
+#[no_mangle]
+pub extern "C" fn cyrsync_status_str(status: u32) -> *const c_char {
+    match cyrsync_status::from_u32(status) {
+        Some(s) => s.as_cstr().as_ptr(),
+        None => c"unknown status".as_ptr(),
+    }
+}

@@ -1,0 +1,1 @@
+//! C API of the sync_client planner and executor (see `crate::syncclient`).

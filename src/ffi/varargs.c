@@ -1,0 +1,3 @@
+/* printf-style entry points of cyrsync (stable Rust cannot define C variadic
+ * functions). */
+#include "cyrsync.h"

@@ -1,0 +1,1 @@
+//! sync_client lock handling: planner and executor.
