@@ -238,7 +238,7 @@ static void do_gen(const char *dir)
         static const char *tokens[] = {
             "USER", "MAILBOX", "seen", "SUB", "UNMAILBOX", "x", "",
             "user.a", "\"q b\"", "\"esc\\\"\"", "\"\"", "NIL", "\xc3\xa9",
-            "{2+}\r\nab", "\"unterminated", "a\\b", "(p)", "*", "%",
+            "{2+}\r\nab", "a\\b", "(p)", "*", "%",
         };
         static const char *seps[] = { " ", " ", " ", "  ", "\t", "\n", "\r\n", "" };
         struct buf b = BUF_INITIALIZER;
