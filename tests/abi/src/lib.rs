@@ -13,3 +13,112 @@
 extern crate cyrsync;
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("cyrsync-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The path as a C string.
+    pub fn c(&self) -> CString {
+        cpath(&self.0)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn cpath(p: &Path) -> CString {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+pub fn cs(s: &[u8]) -> CString {
+    CString::new(s).unwrap()
+}
+
+/// Messages received through the log callback, for tests that assert what
+/// was logged.
+pub static LOGGED: Mutex<Vec<(c_int, String)>> = Mutex::new(Vec::new());
+
+unsafe extern "C" fn capture(_ud: *mut c_void, level: c_int, msg: *const c_char, len: usize) {
+    let text = unsafe { CStr::from_ptr(msg) }
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(text.len(), len);
+    LOGGED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((level, text));
+}
+
+/// Route cyrsync's log into [`LOGGED`].
+pub fn capture_log() {
+    let r = unsafe {
+        cyrsync_set_log_callback(
+            Some(capture),
+            std::ptr::null_mut(),
+            CYRSYNC_LOG_DEBUG as c_int,
+        )
+    };
+    assert_eq!(r, CYRSYNC_STATUS_OK);
+}
+
+/// Whether a logged message contains `needle`.
+pub fn logged(needle: &str) -> bool {
+    LOGGED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .any(|(_, m)| m.contains(needle))
+}
+
+/// An owned item read through the C API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedItem {
+    pub kind: Vec<u8>,
+    pub arg1: Vec<u8>,
+    pub arg2: Option<Vec<u8>>,
+}
+
+/// Read every item of a begun reader through the C API.
+pub fn drain(reader: *mut cyrsync_synclog_reader) -> Vec<OwnedItem> {
+    let mut out = Vec::new();
+    loop {
+        let mut item: cyrsync_synclog_item = unsafe { std::mem::zeroed() };
+        let r = unsafe { cyrsync_synclog_reader_next(reader, &mut item) };
+        if r == CYRSYNC_STATUS_EOF {
+            return out;
+        }
+        assert_eq!(r, CYRSYNC_STATUS_OK);
+        let bytes = |p: *const c_char, len: usize| {
+            let b = unsafe { CStr::from_ptr(p) }.to_bytes().to_vec();
+            assert_eq!(b.len(), len);
+            b
+        };
+        out.push(OwnedItem {
+            kind: bytes(item.type_, item.type_len),
+            arg1: bytes(item.arg1, item.arg1_len),
+            arg2: (!item.arg2.is_null()).then(|| bytes(item.arg2, item.arg2_len)),
+        });
+    }
+}
