@@ -79,12 +79,13 @@ WRITE_CONFS=(
     "no-default|sync_log: 1|sync_log_channels: c1 c2|sync_log_unsuppressable_channels: \"\""
     "disabled|sync_log: 0|sync_log_channels: \"\" c1"
     "rightnow|sync_log: 1|sync_log_channels: \"\" c1|sync_rightnow_channel: \"\""
+    "rightnow-disabled|sync_log: 0|sync_log_channels: c1|sync_rightnow_channel: c1"
 )
 for spec in "${WRITE_CONFS[@]}"; do
     IFS='|' read -r -a parts <<<"$spec"
     name=${parts[0]}
     mode=write
-    [ "$name" = rightnow ] && mode=rightnow
+    case "$name" in rightnow*) mode=rightnow ;; esac
     for fl in vanilla patched; do
         c=$(conf "$fl" "w-$name" "${parts[@]:1}")
         d=$(dirname "$c")
