@@ -161,6 +161,14 @@ for input in "$WORK"/inputs/*; do
                 known=KNOWN
             fi
         fi
+        # documented: the C reader's begin() fails on empty content (it falls
+        # through to a NULL file name); cyrsync reads zero items
+        if [ $mode = content ] && [ "$base" = empty ] \
+                && grep -q '^begin IMAP_IOERROR' "$WORK/vanilla/reader/$base.$mode" \
+                && grep -q '^begin OK' "$WORK/patched/reader/$base.$mode" \
+                && ! grep -q '^item' "$WORK/patched/reader/$base.$mode"; then
+            known=KNOWN
+        fi
         result "read.$mode.$base" $st $known
         if [ $st != 0 ] && [ -z "$known" ]; then head -n 30 "$WORK/r-$base.$mode.diff"; fi
     done
