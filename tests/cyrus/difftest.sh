@@ -2,16 +2,25 @@
 # difftest.sh -- differential test of the sync log: vanilla Cyrus C against
 # Cyrus patched onto cyrsync.  Called by tests/cyrus/run (suite "difftest");
 # can be run alone once both builds exist:
-#   tests/cyrus/difftest.sh --work DIR --vanilla BUILD --patched BUILD
+#   tests/cyrus/difftest.sh --version V --work DIR --vanilla BUILD --patched BUILD
 # where BUILD is a build dir of tests/cyrus/run (BUILD/src, BUILD/inst).
+#
+# Known differences (KNOWN, not FAIL), each checked, not just tolerated:
+#  - fd readers: the C begin() fails (NULL file name); cyrsync must give
+#    the items the C file reader gives (sync_client -f - works now);
+#  - empty content: the C begin() fails; cyrsync must give no items;
+#  - 3.12 only: its C reader takes no LITERAL+ ({N+}) from a log (prot
+#    stream not a client) and stops reading there; cyrsync reads literals
+#    as 3.6 did, so the C items must be a prefix of cyrsync's.
 # Prints one "PASS|FAIL|KNOWN <case>" line per case, the diff of each
 # failing case, and exits 1 when any case failed.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-WORK= VANILLA= PATCHED=
+WORK= VANILLA= PATCHED= VERSION=
 while [ $# -gt 0 ]; do
     case "$1" in
+        --version) VERSION=$2; shift 2 ;;
         --work) WORK=$2; shift 2 ;;
         --vanilla) VANILLA=$2; shift 2 ;;
         --patched) PATCHED=$2; shift 2 ;;
@@ -107,7 +116,12 @@ done
 
 # the channel logs the writer produced are reader inputs too
 mkdir -p "$WORK/inputs"
-"$WORK/difftest-vanilla" gen "$WORK/inputs"
+# {N} literals crash the 3.6 C reader (continuation to a NULL stream)
+if [ "$VERSION" = 3.6.1 ]; then
+    "$WORK/difftest-vanilla" gen "$WORK/inputs"
+else
+    "$WORK/difftest-vanilla" gen "$WORK/inputs" nonsync
+fi
 if [ -d "$WORK/vanilla/w-many-channels/conf/sync" ]; then
     (cd "$WORK/vanilla/w-many-channels/conf/sync" && find . -name log -type f) | while read -r f; do
         n=$(echo "$f" | sed 's|^\./||; s|/|_|g')
@@ -168,6 +182,11 @@ for input in "$WORK"/inputs/*; do
                 && grep -q '^begin OK' "$WORK/patched/reader/$base.$mode" \
                 && ! grep -q '^item' "$WORK/patched/reader/$base.$mode"; then
             known=KNOWN
+        fi
+        if [ $st != 0 ] && [ -z "$known" ] && [ "$VERSION" != 3.6.1 ] && grep -q '+}' "$input"; then
+            vi=$(grep '^item' "$WORK/vanilla/reader/$base.$mode" || true)
+            pi=$(grep '^item' "$WORK/patched/reader/$base.$mode" || true)
+            if [ "${pi#"$vi"}" != "$pi" ] || [ -z "$vi" ]; then known=KNOWN; fi
         fi
         result "read.$mode.$base" $st $known
         if [ $st != 0 ] && [ -z "$known" ]; then head -n 30 "$WORK/r-$base.$mode.diff"; fi
