@@ -1,0 +1,420 @@
+//! The planner: a sync log's items in, C's lists of actions out.
+//!
+//! This is the first half of `sync_do_reader` (`imap/sync_support.c`, the
+//! same in 3.6.1 and 3.12.4): the item loop that fills the per-kind lists
+//! and the per-user mailbox cohorts, then the redundancy rules ("Optimise out
+//! redundant clauses"). The lists keep C's order and dedup (see
+//! [`super::list`]). Execution is in [`super::exec`].
+
+use std::collections::HashMap;
+
+use super::list::ActionList;
+
+/// The kinds of sync action, in C's order of execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A cohort of mailboxes (APPEND, MAILBOX, DOUBLEMAILBOX, RENAME).
+    Mailbox,
+    Quota,
+    Annotation,
+    Seen,
+    Sub,
+    Unmailbox,
+    /// META and SIEVE.
+    Meta,
+    User,
+    Unuser,
+}
+
+impl Kind {
+    /// The sync log record word C writes when it defers this kind
+    /// (`sync_log_channel_*`): note META for SIEVE and SUB for UNSUB.
+    pub fn record_word(self) -> &'static str {
+        match self {
+            Kind::Mailbox => "MAILBOX",
+            Kind::Quota => "QUOTA",
+            Kind::Annotation => "ANNOTATION",
+            Kind::Seen => "SEEN",
+            Kind::Sub => "SUB",
+            Kind::Unmailbox => "UNMAILBOX",
+            Kind::Meta => "META",
+            Kind::User => "USER",
+            Kind::Unuser => "UNUSER",
+        }
+    }
+}
+
+/// The mailboxes of one user (or, with an empty userid, all non-user
+/// mailboxes), synced by one `sync_do_mailboxes` call.
+#[derive(Debug, Clone)]
+pub struct Cohort {
+    /// `mboxname_to_userid` of the mailboxes, empty for non-user mailboxes.
+    pub userid: Box<[u8]>,
+    pub mailboxes: ActionList,
+}
+
+/// Order in which cohorts are executed.
+///
+/// C keeps cohorts in a `hash_table` of 1024 buckets whose seed comes from
+/// `rand()`, which Cyrus seeds with `srand(time(NULL) * getpid())` in
+/// `cyrus_init`: C's cohort order differs from run to run. Only the order
+/// inside each cohort and of the other lists is fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CohortOrder {
+    /// First appearance in the log (deterministic; the default).
+    #[default]
+    FirstSeen,
+    /// Exactly `hash_enumerate`'s order for a table of `size` buckets and
+    /// this seed: by `strhash_seeded_djb2(seed, userid) % size`, then by
+    /// `strcmp` inside a bucket. For differential tests against a C build.
+    CyrusHash { seed: u32, size: u32 },
+}
+
+/// `strhash_seeded_djb2` from Cyrus's `lib/strhash.c`.
+pub fn cyrus_strhash_seeded(seed: u32, key: &[u8]) -> u32 {
+    let mut hash: u32 = 5381;
+    let mut seed = seed;
+    if seed != 0 {
+        for _ in 0..4 {
+            let c = seed & 0xff;
+            hash = (hash << 5).wrapping_add(hash) ^ c;
+            seed >>= 8;
+        }
+    }
+    for &c in key {
+        // C stops at a NUL; names never contain one.
+        if c == 0 {
+            break;
+        }
+        hash = (hash << 5).wrapping_add(hash) ^ u32::from(c);
+    }
+    hash
+}
+
+/// Why an item of the log was not planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skipped {
+    /// C: `Unknown action type: %s`.
+    UnknownType(Vec<u8>),
+    /// A kind that needs a second argument (RENAME, SEEN, SUB, UNSUB) came
+    /// without one. C would dereference NULL (RENAME) or plan an action
+    /// with no mailbox (SEEN/SUB); cyrsync logs and skips it.
+    MissingArgument(Vec<u8>),
+}
+
+/// C's lists after the item loop and the redundancy rules.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Mailbox cohorts, in [`CohortOrder::FirstSeen`] order until
+    /// [`Plan::order_cohorts`] is called.
+    pub cohorts: Vec<Cohort>,
+    cohort_index: HashMap<Box<[u8]>, usize>,
+    pub users: ActionList,
+    pub unusers: ActionList,
+    pub metas: ActionList,
+    pub unmailboxes: ActionList,
+    pub quotas: ActionList,
+    pub annotations: ActionList,
+    pub seens: ActionList,
+    pub subs: ActionList,
+    /// Items not planned, in log order.
+    pub skipped: Vec<Skipped>,
+    /// Number of items fed in.
+    pub items: u64,
+    optimised: bool,
+}
+
+/// One step of a plan, as the executor would first try it (for dry runs
+/// and tests). Cohort steps carry the userid and the names from the log
+/// (the executor adds former names from the name history).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Mailboxes {
+        userid: Vec<u8>,
+        names: Vec<Vec<u8>>,
+    },
+    Quota(Vec<u8>),
+    Annotation(Vec<u8>),
+    Seen {
+        user: Vec<u8>,
+        mailbox: Vec<u8>,
+    },
+    Sub {
+        user: Vec<u8>,
+        mailbox: Vec<u8>,
+    },
+    Unmailbox(Vec<u8>),
+    Meta(Vec<u8>),
+    User(Vec<u8>),
+    Unuser(Vec<u8>),
+}
+
+impl Plan {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn cohort(&mut self, userid: &[u8]) -> &mut ActionList {
+        let index = match self.cohort_index.get(userid) {
+            Some(&i) => i,
+            None => {
+                let i = self.cohorts.len();
+                self.cohorts.push(Cohort {
+                    userid: userid.into(),
+                    mailboxes: ActionList::new(),
+                });
+                self.cohort_index.insert(userid.into(), i);
+                i
+            }
+        };
+        &mut self.cohorts[index].mailboxes
+    }
+
+    /// Feed one log item (the body of C's `while (getitem)` loop). `kind` is
+    /// upper-case as the reader returns it; `to_userid` is
+    /// `mboxname_to_userid`.
+    pub fn add_item(
+        &mut self,
+        kind: &[u8],
+        arg1: &[u8],
+        arg2: Option<&[u8]>,
+        to_userid: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
+    ) {
+        debug_assert!(!self.optimised, "add_item after optimise");
+        self.items += 1;
+        match kind {
+            b"USER" => {
+                self.users.add(None, Some(arg1));
+            }
+            b"UNUSER" => {
+                self.unusers.add(None, Some(arg1));
+            }
+            b"META" | b"SIEVE" => {
+                self.metas.add(None, Some(arg1));
+            }
+            b"APPEND" | b"MAILBOX" | b"DOUBLEMAILBOX" => {
+                // The reader always gives arg1, so C's "Missing mailbox
+                // name" cannot happen here.
+                let userid = to_userid(arg1).unwrap_or_default();
+                let list = self.cohort(&userid);
+                list.add(Some(arg1), None);
+                if let Some(arg2) = arg2 {
+                    // a copy or move: same cohort, so the order is kept
+                    list.add(Some(arg2), None);
+                }
+            }
+            b"RENAME" => {
+                let Some(arg2) = arg2 else {
+                    return self.missing(kind);
+                };
+                let userid1 = to_userid(arg1).unwrap_or_default();
+                let userid2 = to_userid(arg2).unwrap_or_default();
+                let list = self.cohort(&userid1);
+                list.add(Some(arg1), None);
+                list.add(Some(arg2), None);
+                if userid1 != userid2 {
+                    let list = self.cohort(&userid2);
+                    list.add(Some(arg1), None);
+                    list.add(Some(arg2), None);
+                }
+            }
+            b"UNMAILBOX" => {
+                self.unmailboxes.add(Some(arg1), None);
+            }
+            b"QUOTA" => {
+                self.quotas.add(Some(arg1), None);
+            }
+            b"ANNOTATION" => {
+                self.annotations.add(Some(arg1), None);
+            }
+            b"SEEN" | b"SUB" | b"UNSUB" => {
+                let Some(arg2) = arg2 else {
+                    return self.missing(kind);
+                };
+                let list = if kind == b"SEEN" {
+                    &mut self.seens
+                } else {
+                    &mut self.subs
+                };
+                list.add(Some(arg2), Some(arg1));
+            }
+            _ => {
+                log::error!("Unknown action type: {}", kind.escape_ascii());
+                self.skipped.push(Skipped::UnknownType(kind.to_vec()));
+            }
+        }
+    }
+
+    fn missing(&mut self, kind: &[u8]) {
+        log::error!("Missing second argument: {}", kind.escape_ascii());
+        self.skipped.push(Skipped::MissingArgument(kind.to_vec()));
+    }
+
+    /// C's "Optimise out redundant clauses": USER removes that user's
+    /// META/SEEN/SUB; UNUSER removes those and USER; META removes SEEN/SUB.
+    /// Walks the lists in C's order (inactive entries included, as C does).
+    pub fn optimise(&mut self) {
+        if self.optimised {
+            return;
+        }
+        self.optimised = true;
+        for i in 0..self.users.len() {
+            let user: Box<[u8]> = self.users.get(i).user_bytes().into();
+            self.metas.remove_user(&user);
+            self.seens.remove_user(&user);
+            self.subs.remove_user(&user);
+        }
+        for i in 0..self.unusers.len() {
+            let user: Box<[u8]> = self.unusers.get(i).user_bytes().into();
+            self.metas.remove_user(&user);
+            self.seens.remove_user(&user);
+            self.subs.remove_user(&user);
+            self.users.remove_user(&user);
+        }
+        for i in 0..self.metas.len() {
+            let user: Box<[u8]> = self.metas.get(i).user_bytes().into();
+            self.seens.remove_user(&user);
+            self.subs.remove_user(&user);
+        }
+    }
+
+    /// Reorder the cohorts.
+    pub fn order_cohorts(&mut self, order: CohortOrder) {
+        match order {
+            CohortOrder::FirstSeen => {
+                self.cohorts.sort_by_key(|c| self.cohort_index[&c.userid]);
+            }
+            CohortOrder::CyrusHash { seed, size } => {
+                let size = size.max(1);
+                self.cohorts.sort_by(|a, b| {
+                    let ba = cyrus_strhash_seeded(seed, &a.userid) % size;
+                    let bb = cyrus_strhash_seeded(seed, &b.userid) % size;
+                    ba.cmp(&bb).then_with(|| a.userid.cmp(&b.userid))
+                });
+            }
+        }
+    }
+
+    /// The steps the executor would try first, in order, if every call
+    /// answered OK (no promotions).
+    pub fn steps(&self) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for c in &self.cohorts {
+            let names: Vec<Vec<u8>> = c
+                .mailboxes
+                .active()
+                .map(|a| a.name_bytes().to_vec())
+                .collect();
+            if !names.is_empty() {
+                steps.push(Step::Mailboxes {
+                    userid: c.userid.to_vec(),
+                    names,
+                });
+            }
+        }
+        let name = |a: &super::list::Action| a.name_bytes().to_vec();
+        let user = |a: &super::list::Action| a.user_bytes().to_vec();
+        steps.extend(self.quotas.active().map(|a| Step::Quota(name(a))));
+        steps.extend(self.annotations.active().map(|a| Step::Annotation(name(a))));
+        steps.extend(self.seens.active().map(|a| Step::Seen {
+            user: user(a),
+            mailbox: name(a),
+        }));
+        steps.extend(self.subs.active().map(|a| Step::Sub {
+            user: user(a),
+            mailbox: name(a),
+        }));
+        steps.extend(self.unmailboxes.active().map(|a| Step::Unmailbox(name(a))));
+        steps.extend(self.metas.active().map(|a| Step::Meta(user(a))));
+        steps.extend(self.users.active().map(|a| Step::User(user(a))));
+        steps.extend(self.unusers.active().map(|a| Step::Unuser(user(a))));
+        steps
+    }
+}
+
+/// Plan a whole item stream: feed every item, then apply the redundancy
+/// rules.
+pub fn plan_items<'a, I>(items: I, to_userid: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>) -> Plan
+where
+    I: IntoIterator<Item = (&'a [u8], &'a [u8], Option<&'a [u8]>)>,
+{
+    let mut plan = Plan::new();
+    for (kind, a1, a2) in items {
+        plan.add_item(kind, a1, a2, to_userid);
+    }
+    plan.optimise();
+    plan
+}
+
+/// Split an internal mailbox name the way Cyrus's default namespace does:
+/// `[domain!][DELETED.]user.<local>[.sub...]`. Returns (local part as
+/// stored, domain, rest after the user's INBOX, deleted).
+fn split_intname(name: &[u8]) -> Option<(&[u8], Option<&[u8]>, &[u8], bool)> {
+    let (domain, rest) = match name.iter().position(|&b| b == b'!') {
+        Some(i) => (Some(&name[..i]), &name[i + 1..]),
+        None => (None, name),
+    };
+    let (deleted, rest) = match rest.strip_prefix(b"DELETED.") {
+        Some(r) => (true, r),
+        None => (false, rest),
+    };
+    let rest = rest.strip_prefix(b"user.")?;
+    let end = rest.iter().position(|&b| b == b'.').unwrap_or(rest.len());
+    if end == 0 {
+        return None;
+    }
+    Some((&rest[..end], domain, &rest[end..], deleted))
+}
+
+/// A stand-in for Cyrus's `mboxname_to_userid` for internal names in the
+/// default configuration (`user.` prefix, `DELETED.` delete prefix, `!`
+/// before a virtual domain, `^` for a dot in a user name). Used by the dry
+/// run and the tests; a Cyrus host passes its own function.
+pub fn default_mboxname_to_userid(name: &[u8]) -> Option<Vec<u8>> {
+    let (local, domain, _, _) = split_intname(name)?;
+    let mut userid: Vec<u8> = local
+        .iter()
+        .map(|&b| if b == b'^' { b'.' } else { b })
+        .collect();
+    if let Some(d) = domain {
+        userid.push(b'@');
+        userid.extend_from_slice(d);
+    }
+    Some(userid)
+}
+
+/// A stand-in for `mboxname_isusermailbox(name, 1) != NULL`: the name is a
+/// user's INBOX (not a sub-folder, not deleted).
+pub fn default_is_user_inbox(name: &[u8]) -> bool {
+    matches!(split_intname(name), Some((_, _, rest, false)) if rest.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userids() {
+        let f = default_mboxname_to_userid;
+        assert_eq!(f(b"user.foo"), Some(b"foo".to_vec()));
+        assert_eq!(f(b"user.foo.Sent"), Some(b"foo".to_vec()));
+        assert_eq!(f(b"user.f^o"), Some(b"f.o".to_vec()));
+        assert_eq!(
+            f(b"example.com!user.foo.x"),
+            Some(b"foo@example.com".to_vec())
+        );
+        assert_eq!(f(b"DELETED.user.foo.x.5F00"), Some(b"foo".to_vec()));
+        assert_eq!(f(b"shared.stuff"), None);
+        assert_eq!(f(b"user"), None);
+        assert!(default_is_user_inbox(b"user.foo"));
+        assert!(!default_is_user_inbox(b"user.foo.Sent"));
+        assert!(!default_is_user_inbox(b"shared"));
+    }
+
+    #[test]
+    fn strhash_matches_c() {
+        // djb2-xor without seed: 5381 * 33 ^ 'a' = 177604 ^ 97.
+        assert_eq!(cyrus_strhash_seeded(0, b"a"), (5381u32 * 33) ^ 97);
+        assert_eq!(cyrus_strhash_seeded(0, b""), 5381);
+    }
+}
