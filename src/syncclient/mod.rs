@@ -19,6 +19,8 @@ pub mod exec;
 pub mod list;
 pub mod plan;
 pub mod record;
+pub mod run;
+pub mod state;
 
 pub use exec::{
     execute, ChannelSink, Clock, Config, Counters, LockPolicy, Reply, RunReport, SystemClock,

@@ -418,3 +418,243 @@ mod tests {
         assert_eq!(cyrus_strhash_seeded(0, b""), 5381);
     }
 }
+
+/// A straightforward port of C's item loop and redundancy rules over
+/// [`super::list::reference::LinearList`] (quadratic). For differential
+/// tests and the benchmark only.
+#[doc(hidden)]
+pub mod reference {
+    use std::collections::HashMap;
+
+    use super::super::list::reference::LinearList;
+    use super::Step;
+
+    #[derive(Default)]
+    pub struct LinearPlan {
+        pub cohorts: Vec<(Vec<u8>, LinearList)>,
+        index: HashMap<Vec<u8>, usize>,
+        pub users: LinearList,
+        pub unusers: LinearList,
+        pub metas: LinearList,
+        pub unmailboxes: LinearList,
+        pub quotas: LinearList,
+        pub annotations: LinearList,
+        pub seens: LinearList,
+        pub subs: LinearList,
+    }
+
+    impl LinearPlan {
+        fn cohort(&mut self, userid: Vec<u8>) -> &mut LinearList {
+            let n = self.cohorts.len();
+            let i = *self.index.entry(userid.clone()).or_insert(n);
+            if i == n {
+                self.cohorts.push((userid, LinearList::default()));
+            }
+            &mut self.cohorts[i].1
+        }
+
+        pub fn add_item(
+            &mut self,
+            kind: &[u8],
+            a1: &[u8],
+            a2: Option<&[u8]>,
+            to_userid: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
+        ) {
+            match kind {
+                b"USER" => self.users.add(None, Some(a1)),
+                b"UNUSER" => self.unusers.add(None, Some(a1)),
+                b"META" | b"SIEVE" => self.metas.add(None, Some(a1)),
+                b"APPEND" | b"MAILBOX" | b"DOUBLEMAILBOX" => {
+                    let u = to_userid(a1).unwrap_or_default();
+                    let l = self.cohort(u);
+                    l.add(Some(a1), None);
+                    if let Some(a2) = a2 {
+                        l.add(Some(a2), None);
+                    }
+                }
+                b"RENAME" => {
+                    let Some(a2) = a2 else { return };
+                    let u1 = to_userid(a1).unwrap_or_default();
+                    let u2 = to_userid(a2).unwrap_or_default();
+                    let differ = u1 != u2;
+                    let l = self.cohort(u1);
+                    l.add(Some(a1), None);
+                    l.add(Some(a2), None);
+                    if differ {
+                        let l = self.cohort(u2);
+                        l.add(Some(a1), None);
+                        l.add(Some(a2), None);
+                    }
+                }
+                b"UNMAILBOX" => self.unmailboxes.add(Some(a1), None),
+                b"QUOTA" => self.quotas.add(Some(a1), None),
+                b"ANNOTATION" => self.annotations.add(Some(a1), None),
+                b"SEEN" => {
+                    if let Some(a2) = a2 {
+                        self.seens.add(Some(a2), Some(a1))
+                    }
+                }
+                b"SUB" | b"UNSUB" => {
+                    if let Some(a2) = a2 {
+                        self.subs.add(Some(a2), Some(a1))
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        pub fn optimise(&mut self) {
+            let users: Vec<Vec<u8>> = self
+                .users
+                .items
+                .iter()
+                .map(|a| a.user_bytes().to_vec())
+                .collect();
+            for u in &users {
+                self.metas.remove_user(u);
+                self.seens.remove_user(u);
+                self.subs.remove_user(u);
+            }
+            let unusers: Vec<Vec<u8>> = self
+                .unusers
+                .items
+                .iter()
+                .map(|a| a.user_bytes().to_vec())
+                .collect();
+            for u in &unusers {
+                self.metas.remove_user(u);
+                self.seens.remove_user(u);
+                self.subs.remove_user(u);
+                self.users.remove_user(u);
+            }
+            let metas: Vec<Vec<u8>> = self
+                .metas
+                .items
+                .iter()
+                .map(|a| a.user_bytes().to_vec())
+                .collect();
+            for u in &metas {
+                self.seens.remove_user(u);
+                self.subs.remove_user(u);
+            }
+        }
+
+        pub fn steps(&self) -> Vec<Step> {
+            let act = |l: &LinearList| {
+                l.items
+                    .iter()
+                    .filter(|a| a.active)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            };
+            let mut steps = Vec::new();
+            for (u, l) in &self.cohorts {
+                let names: Vec<Vec<u8>> = act(l).iter().map(|a| a.name_bytes().to_vec()).collect();
+                if !names.is_empty() {
+                    steps.push(Step::Mailboxes {
+                        userid: u.clone(),
+                        names,
+                    });
+                }
+            }
+            for a in act(&self.quotas) {
+                steps.push(Step::Quota(a.name_bytes().to_vec()));
+            }
+            for a in act(&self.annotations) {
+                steps.push(Step::Annotation(a.name_bytes().to_vec()));
+            }
+            for a in act(&self.seens) {
+                steps.push(Step::Seen {
+                    user: a.user_bytes().to_vec(),
+                    mailbox: a.name_bytes().to_vec(),
+                });
+            }
+            for a in act(&self.subs) {
+                steps.push(Step::Sub {
+                    user: a.user_bytes().to_vec(),
+                    mailbox: a.name_bytes().to_vec(),
+                });
+            }
+            for a in act(&self.unmailboxes) {
+                steps.push(Step::Unmailbox(a.name_bytes().to_vec()));
+            }
+            for a in act(&self.metas) {
+                steps.push(Step::Meta(a.user_bytes().to_vec()));
+            }
+            for a in act(&self.users) {
+                steps.push(Step::User(a.user_bytes().to_vec()));
+            }
+            for a in act(&self.unusers) {
+                steps.push(Step::Unuser(a.user_bytes().to_vec()));
+            }
+            steps
+        }
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::reference::LinearPlan;
+    use super::*;
+    use proptest::prelude::*;
+
+    fn item() -> impl Strategy<Value = (usize, u8, u8, Option<u8>)> {
+        (0usize..14, 0u8..4, 0u8..6, proptest::option::of(0u8..6))
+    }
+
+    const KINDS: [&[u8]; 14] = [
+        b"USER",
+        b"UNUSER",
+        b"META",
+        b"SIEVE",
+        b"APPEND",
+        b"MAILBOX",
+        b"DOUBLEMAILBOX",
+        b"RENAME",
+        b"UNMAILBOX",
+        b"QUOTA",
+        b"ANNOTATION",
+        b"SEEN",
+        b"SUB",
+        b"UNSUB",
+    ];
+
+    /// A mailbox name of a few users and a shared area.
+    fn mbox(user: u8, sub: u8) -> Vec<u8> {
+        let mut n = if user == 3 {
+            b"shared".to_vec()
+        } else {
+            format!("user.u{user}").into_bytes()
+        };
+        if sub > 0 {
+            n.extend_from_slice(format!(".f{sub}").as_bytes());
+        }
+        n
+    }
+
+    proptest! {
+        /// The hash-based planner makes exactly the plan of the quadratic
+        /// port of C's list logic, on random logs.
+        #[test]
+        fn hash_planner_equals_linear_port(items in proptest::collection::vec(item(), 0..120)) {
+            let mut fast = Plan::new();
+            let mut slow = LinearPlan::default();
+            for (k, user, sub, sub2) in items {
+                let kind = KINDS[k];
+                let (a1, a2): (Vec<u8>, Option<Vec<u8>>) = match kind {
+                    b"USER" | b"UNUSER" | b"META" | b"SIEVE" => (format!("u{user}").into_bytes(), None),
+                    b"SEEN" | b"SUB" | b"UNSUB" => {
+                        (format!("u{user}").into_bytes(), sub2.map(|s| mbox(s % 4, sub)))
+                    }
+                    _ => (mbox(user, sub), sub2.map(|s| mbox(s % 4, s))),
+                };
+                let mut f = default_mboxname_to_userid;
+                fast.add_item(kind, &a1, a2.as_deref(), &mut f);
+                slow.add_item(kind, &a1, a2.as_deref(), &mut f);
+            }
+            fast.optimise();
+            slow.optimise();
+            prop_assert_eq!(fast.steps(), slow.steps());
+        }
+    }
+}
