@@ -31,9 +31,8 @@ fn main() {
          #define CYRSYNC_VERSION_MINOR {minor}\n\
          #define CYRSYNC_VERSION_PATCH {patch}\n"
     );
-    config.after_includes = Some(
-        config.after_includes.take().unwrap_or_default() + &version_defines,
-    );
+    config.after_includes =
+        Some(config.after_includes.take().unwrap_or_default() + &version_defines);
 
     let generated = out_dir.join("cyrsync.h");
     cbindgen::Builder::new()
@@ -42,7 +41,10 @@ fn main() {
         .generate()
         .expect("cbindgen generates the header")
         .write_to_file(&generated);
-    println!("cargo:rustc-env=CYRSYNC_GENERATED_HEADER={}", generated.display());
+    println!(
+        "cargo:rustc-env=CYRSYNC_GENERATED_HEADER={}",
+        generated.display()
+    );
 
     // Compiled against the header just generated: a signature that drifted
     // between the C shim and the Rust exports fails here, at build time.
@@ -53,7 +55,6 @@ fn main() {
         .extra_warnings(true)
         .flag_if_supported("-Wformat=2")
         .compile("cyrsync_varargs");
-
 
     if env::var_os("CYRSYNC_BLESS_HEADER").is_some_and(|v| v == "1") {
         std::fs::copy(&generated, crate_dir.join("include/cyrsync.h"))

@@ -44,6 +44,79 @@
 #define CYRSYNC_LOG_DEBUG 7
 
 /**
+ * `sync_log` is on (imapd.conf `sync_log`); without it
+ * `cyrsync_synclog_log` writes to no channel (but still fills the rightnow
+ * buffer), as in Cyrus.
+ */
+#define CYRSYNC_SYNCLOG_ENABLED 1
+
+/**
+ * `sync_rightnow_channel` is set: keep every `cyrsync_synclog_log` line in
+ * memory for `cyrsync_synclog_rightnow`.
+ */
+#define CYRSYNC_SYNCLOG_RIGHTNOW 2
+
+/**
+ * Hold the file lock until the record is on disk, exactly as Cyrus's C
+ * code does (slower under concurrency; for comparison).
+ */
+#define CYRSYNC_SYNCLOG_FLUSH_UNDER_LOCK 4
+
+/**
+ * Record kinds for `cyrsync_synclog_record` (the `sync_log_*` macros);
+ * the values of `synclog::RecordKind`, checked by a test.
+ */
+#define CYRSYNC_RECORD_USER 1
+
+#define CYRSYNC_RECORD_UNUSER 2
+
+#define CYRSYNC_RECORD_META 3
+
+#define CYRSYNC_RECORD_APPEND 4
+
+#define CYRSYNC_RECORD_MAILBOX 5
+
+#define CYRSYNC_RECORD_UNMAILBOX 6
+
+#define CYRSYNC_RECORD_DOUBLEMAILBOX 7
+
+#define CYRSYNC_RECORD_RENAME 8
+
+#define CYRSYNC_RECORD_QUOTA 9
+
+#define CYRSYNC_RECORD_ANNOTATION 10
+
+#define CYRSYNC_RECORD_SEEN 11
+
+#define CYRSYNC_RECORD_SUB 12
+
+#define CYRSYNC_RECORD_UNSUB 13
+
+/**
+ * Argument kinds of `cyrsync_fmt_arg`.
+ */
+#define CYRSYNC_FMT_ARG_STR 1
+
+#define CYRSYNC_FMT_ARG_INT 2
+
+/**
+ * Most arguments one format may use.
+ */
+#define CYRSYNC_FMT_MAX_ARGS 16
+
+/**
+ * Cyrus's `MAX_MAILBOX_BUFFER`: a quoted name (with its opening quote and
+ * escapes) may not be longer than this.
+ */
+#define MAX_MAILBOX_BUFFER 1024
+
+/**
+ * Cyrus's `SYNC_LOG_RETRIES`: how often a writer re-opens a log that was
+ * renamed between its open and its lock.
+ */
+#define LOCK_RETRIES 64
+
+/**
  * Result of a cyrsync call.
  *
  * Values are explicit and are never renumbered or reused: C callers may
@@ -114,12 +187,48 @@ typedef uint32_t cyrsync_status;
 #endif // __cplusplus
 
 /**
+ * A sync log writer (opaque).
+ */
+typedef struct cyrsync_synclog cyrsync_synclog;
+
+/**
+ * A sync log reader (opaque).
+ */
+typedef struct cyrsync_synclog_reader cyrsync_synclog_reader;
+
+/**
  * A log callback: `level` is a syslog(3) priority (LOG_ERR = 3 ... LOG_DEBUG
  * = 7), `message` is NUL-terminated, `len` bytes long without the NUL, and
  * valid only during the call. It may be called from any thread that calls
  * into cyrsync, and must not call `cyrsync_set_log_callback`.
  */
 typedef void (*cyrsync_log_callback)(void *userdata, int level, const char *message, size_t len);
+
+/**
+ * One argument of a printf-style record, for the non-variadic
+ * `cyrsync_synclog_log_argv`: `kind` is `CYRSYNC_FMT_ARG_STR` (`str`, a
+ * NUL-terminated name; NULL is written as `""`, as in Cyrus) or
+ * `CYRSYNC_FMT_ARG_INT` (`integer`).
+ */
+typedef struct cyrsync_fmt_arg {
+  uint32_t kind;
+  int integer;
+  const char *str;
+} cyrsync_fmt_arg;
+
+/**
+ * A record returned by `cyrsync_synclog_reader_next`. Every pointer is
+ * NUL-terminated, `*_len` excludes the NUL; `arg2` is NULL when the record
+ * has one argument. Valid until the next call on the same reader.
+ */
+typedef struct cyrsync_synclog_item {
+  const char *type;
+  size_t type_len;
+  const char *arg1;
+  size_t arg1_len;
+  const char *arg2;
+  size_t arg2_len;
+} cyrsync_synclog_item;
 
 #ifdef __cplusplus
 extern "C" {
@@ -155,10 +264,197 @@ cyrsync_status cyrsync_set_log_callback(cyrsync_log_callback callback,
  */
 const char *cyrsync_status_str(uint32_t status);
 
+/**
+ * Create a sync log writer configured as Cyrus's `sync_log_init`.
+ *
+ * * `config_dir`: imapd.conf `configdirectory` (required);
+ * * `channels`: the raw `sync_log_channels` value, split on spaces, where
+ *   `""` stands for the default channel; NULL means the default channel
+ *   only;
+ * * `unsuppressable`: the raw `sync_log_unsuppressable_channels` value, or
+ *   NULL;
+ * * `flags`: `CYRSYNC_SYNCLOG_*` bits.
+ *
+ * On success `*out` owns a new writer, to be freed with
+ * `cyrsync_synclog_free`. Unknown flag bits or a channel name with `/`, or
+ * equal to `.` or `..`, are refused.
+ */
+cyrsync_status cyrsync_synclog_new(const char *config_dir,
+                                   const char *channels,
+                                   const char *unsuppressable,
+                                   uint32_t flags,
+                                   struct cyrsync_synclog **out);
+
+/**
+ * Free a writer. NULL is a no-op; the handle must not be used afterwards.
+ */
+void cyrsync_synclog_free(struct cyrsync_synclog *log);
+
+/**
+ * `sync_log_suppress`: from now on `cyrsync_synclog_log` writes only to
+ * the unsuppressable channels. Thread-safe.
+ */
+cyrsync_status cyrsync_synclog_suppress(const struct cyrsync_synclog *log);
+
+/**
+ * `sync_log(fmt, ...)` without varargs: append to every enabled channel
+ * (and the rightnow buffer). `%s` takes a `CYRSYNC_FMT_ARG_STR` (quoted as
+ * Cyrus quotes names), `%d` a `CYRSYNC_FMT_ARG_INT`; a missing final
+ * newline is added. Nothing is written when the format or a name is bad.
+ * When one channel fails the others are still written, and the first
+ * failure is returned. The record is on disk when this returns OK.
+ */
+cyrsync_status cyrsync_synclog_log_argv(const struct cyrsync_synclog *log,
+                                        const char *fmt,
+                                        const struct cyrsync_fmt_arg *args,
+                                        size_t nargs);
+
+/**
+ * `sync_log_channel(channel, fmt, ...)` without varargs: append to one
+ * channel (NULL: the default channel), whether or not the log is enabled
+ * or suppressed, as in Cyrus. Arguments as `cyrsync_synclog_log_argv`.
+ */
+cyrsync_status cyrsync_synclog_log_channel_argv(const struct cyrsync_synclog *log,
+                                                const char *channel,
+                                                const char *fmt,
+                                                const struct cyrsync_fmt_arg *args,
+                                                size_t nargs);
+
+/**
+ * Append a typed record (`CYRSYNC_RECORD_*`) to every enabled channel, as
+ * the `sync_log_user`, `sync_log_mailbox`, ... macros do. `name2` is
+ * required for DOUBLEMAILBOX, RENAME, SEEN, SUB and UNSUB and must be NULL
+ * otherwise. RENAME writes `RENAME a b`, `MAILBOX a`, `MAILBOX b` in one
+ * write. Nothing is written when a name is bad.
+ */
+cyrsync_status cyrsync_synclog_record(const struct cyrsync_synclog *log,
+                                      uint32_t kind,
+                                      const char *name1,
+                                      const char *name2);
+
+/**
+ * As `cyrsync_synclog_record`, to one channel (NULL: the default channel),
+ * as the `sync_log_channel_*` macros do.
+ */
+cyrsync_status cyrsync_synclog_record_channel(const struct cyrsync_synclog *log,
+                                              const char *channel,
+                                              uint32_t kind,
+                                              const char *name1,
+                                              const char *name2);
+
+/**
+ * The rightnow buffer: every line `cyrsync_synclog_log` wrote since the
+ * last reset (empty, with `*len` = 0, when there is none or the
+ * `CYRSYNC_SYNCLOG_RIGHTNOW` flag is off). `*out` points into the writer
+ * and stays valid until the next log, record or reset call on this handle,
+ * or its free; it is not NUL-terminated.
+ */
+cyrsync_status cyrsync_synclog_rightnow(const struct cyrsync_synclog *log,
+                                        const char **out,
+                                        size_t *len);
+
+/**
+ * `sync_log_reset`: empty the rightnow buffer. If it held anything, that
+ * is logged as `SYNCNOTICE: rightnow log leaked ...` as in Cyrus.
+ */
+cyrsync_status cyrsync_synclog_rightnow_reset(const struct cyrsync_synclog *log);
+
+/**
+ * A reader for a channel's log (`channel` NULL: the default channel), as
+ * `sync_log_reader_create_with_channel`. Free with
+ * `cyrsync_synclog_reader_free`.
+ */
+cyrsync_status cyrsync_synclog_reader_new_channel(const char *config_dir,
+                                                  const char *channel,
+                                                  struct cyrsync_synclog_reader **out);
+
+/**
+ * A reader for a saved log file (`sync_client -f`), as
+ * `sync_log_reader_create_with_filename`; the file is never unlinked.
+ */
+cyrsync_status cyrsync_synclog_reader_new_file(const char *path,
+                                               struct cyrsync_synclog_reader **out);
+
+/**
+ * A reader for an open descriptor (a file or a pipe), which stays the
+ * caller's: never closed by cyrsync. Unlike Cyrus's C reader, whose `begin`
+ * fails on such a reader, this one works.
+ */
+cyrsync_status cyrsync_synclog_reader_new_fd(int fd, struct cyrsync_synclog_reader **out);
+
+/**
+ * A reader over `len` bytes at `content`, which are copied (the caller
+ * may free them at once), as `sync_log_reader_create_with_content`.
+ */
+cyrsync_status cyrsync_synclog_reader_new_content(const char *content,
+                                                  size_t len,
+                                                  struct cyrsync_synclog_reader **out);
+
+/**
+ * Free a reader without unlinking anything (a channel's `log-run` stays to
+ * be reprocessed). NULL is a no-op.
+ */
+void cyrsync_synclog_reader_free(struct cyrsync_synclog_reader *reader);
+
+/**
+ * Start reading, as `sync_log_reader_begin`: OK; AGAIN when a channel has
+ * no log yet (Cyrus's `IMAP_AGAIN`); IO_ERROR (Cyrus's `IMAP_IOERROR`).
+ * A channel reader reprocesses a `log-run` left by an earlier run before it
+ * takes the next `log`.
+ */
+cyrsync_status cyrsync_synclog_reader_begin(struct cyrsync_synclog_reader *reader);
+
+/**
+ * The next record into `*item`: OK, or EOF when there are no more (also
+ * when `begin` was not called). The item's pointers stay valid until the
+ * next call on this reader.
+ */
+cyrsync_status cyrsync_synclog_reader_next(struct cyrsync_synclog_reader *reader,
+                                           struct cyrsync_synclog_item *item);
+
+/**
+ * Finish reading, as `sync_log_reader_end`: close the file and, for a
+ * channel reader, unlink `log-run`. OK when not begun.
+ */
+cyrsync_status cyrsync_synclog_reader_end(struct cyrsync_synclog_reader *reader);
+
+/**
+ * The file the reader reads: a channel's `log-run` or the file given;
+ * NULL for descriptor and memory readers. Valid as long as the reader.
+ */
+const char *cyrsync_synclog_reader_work_file(const struct cyrsync_synclog_reader *reader);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus
 
-#endif  /* CYRSYNC_H */
+/*
+ * The printf-style entry points (defined in C, src/ffi/varargs.c).
+ *
+ * sync_log()/sync_log_channel() of Cyrus: `%s` takes a `const char *` name,
+ * written quoted as Cyrus quotes names (NULL is written as ""), `%d` an int,
+ * `%` before any other character stands for that character; a final newline
+ * is added when missing. The _v forms take a va_list. Semantics, statuses
+ * and thread safety are those of cyrsync_synclog_log_argv and
+ * cyrsync_synclog_log_channel_argv.
+ */
+#ifdef __cplusplus
+extern "C" {
+#endif
 
-/* end of cyrsync.h */
+cyrsync_status cyrsync_synclog_log(const cyrsync_synclog *log,
+                                   const char *fmt, ...);
+cyrsync_status cyrsync_synclog_vlog(const cyrsync_synclog *log,
+                                    const char *fmt, va_list ap);
+cyrsync_status cyrsync_synclog_log_channel(const cyrsync_synclog *log,
+                                           const char *channel,
+                                           const char *fmt, ...);
+cyrsync_status cyrsync_synclog_vlog_channel(const cyrsync_synclog *log,
+                                            const char *channel,
+                                            const char *fmt, va_list ap);
+
+#ifdef __cplusplus
+}  /* extern "C" */
+#endif
+
+#endif /* CYRSYNC_H */

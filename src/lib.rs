@@ -13,5 +13,5 @@
 
 pub mod barrier;
 pub mod ffi;
-pub mod synclog;
 pub mod syncclient;
+pub mod synclog;

@@ -22,8 +22,9 @@ pub const CYRSYNC_LOG_DEBUG: c_int = 7;
 /// valid only during the call. It may be called from any thread that calls
 /// into cyrsync, and must not call `cyrsync_set_log_callback`.
 #[allow(non_camel_case_types)]
-pub type cyrsync_log_callback =
-    Option<unsafe extern "C" fn(userdata: *mut c_void, level: c_int, message: *const c_char, len: usize)>;
+pub type cyrsync_log_callback = Option<
+    unsafe extern "C" fn(userdata: *mut c_void, level: c_int, message: *const c_char, len: usize),
+>;
 
 struct Sink {
     callback: unsafe extern "C" fn(*mut c_void, c_int, *const c_char, usize),
@@ -78,7 +79,12 @@ impl log::Log for CallbackLogger {
         let len = message.as_bytes().len();
         // SAFETY: the host registered this callback for exactly this call.
         unsafe {
-            (sink.callback)(sink.userdata, syslog_priority(record.level()), message.as_ptr(), len)
+            (sink.callback)(
+                sink.userdata,
+                syslog_priority(record.level()),
+                message.as_ptr(),
+                len,
+            )
         };
     }
 

@@ -12,14 +12,20 @@
 //! * integers that mean an enum are taken as `u32` and converted, never
 //!   transmuted;
 //! * out-parameters are written only on success.
+//!
+//! Exported functions take raw pointers without being `unsafe fn`: C cannot
+//! honour a Rust safety contract, so each one checks what it can (NULL) and
+//! documents the rest in the header.
+
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use std::ffi::{c_char, CStr};
 
 pub mod barrier;
 pub mod log;
 pub mod status;
-pub mod synclog;
 pub mod syncclient;
+pub mod synclog;
 
 pub use status::cyrsync_status;
 

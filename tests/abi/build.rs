@@ -12,7 +12,8 @@ fn main() {
     println!("cargo:rerun-if-changed={}", header.display());
     let bindings = bindgen::Builder::default()
         .header(header.to_str().unwrap())
-        .allowlist_item("(?i)cyrsync_.*")
+        .allowlist_item("cyrsync_.*")
+        .allowlist_item("CYRSYNC_.*")
         .prepend_enum_name(false)
         .default_enum_style(bindgen::EnumVariation::Consts)
         .generate()

@@ -1,0 +1,314 @@
+//! The write side: C's `sync_log_init`, `sync_log`, `sync_log_channel` and
+//! `sync_log_base`.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use super::{check_channel, format_record, log_path, Error, RecordKind, LOCK_RETRIES};
+
+/// When a record is made durable relative to the file lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlushMode {
+    /// Write under the lock, release it, then `fdatasync`: concurrent writers
+    /// share one flush instead of queueing behind each other's. The default.
+    #[default]
+    AfterUnlock,
+    /// Write, `fsync` and only then release the lock, exactly as C does.
+    /// Kept to compare against in the benchmark.
+    UnderLock,
+}
+
+/// What `sync_log_init` reads from imapd.conf, passed explicitly.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Cyrus's `configdirectory`.
+    pub config_dir: PathBuf,
+    /// The channels `sync_log` appends to; `None` is the default channel.
+    pub channels: Vec<Option<Vec<u8>>>,
+    /// Channels still written after `suppress` (`None`: the default one).
+    pub unsuppressable: Vec<Option<Vec<u8>>>,
+    /// The `sync_log` switch: when off, `sync_log` writes to no channel.
+    pub enabled: bool,
+    /// `sync_rightnow_channel` is set: keep every `sync_log` line in memory.
+    pub rightnow: bool,
+    pub flush: FlushMode,
+}
+
+/// Split an option value as C's `strarray_split(value, " ", 0)`: on runs of
+/// spaces; the first `""` means the default channel (later ones stay
+/// literal, as in C).
+fn split_channels(value: &[u8]) -> Vec<Option<Vec<u8>>> {
+    let mut list: Vec<Option<Vec<u8>>> = value
+        .split(|&b| b == b' ')
+        .filter(|w| !w.is_empty())
+        .map(|w| Some(w.to_vec()))
+        .collect();
+    if let Some(first) = list.iter().position(|c| c.as_deref() == Some(b"\"\"")) {
+        list[first] = None;
+    }
+    list
+}
+
+impl Config {
+    /// Build a configuration from the raw imapd.conf values, as
+    /// `sync_log_init` does: `channels` is `sync_log_channels` (unset means
+    /// the default channel only), `unsuppressable` is
+    /// `sync_log_unsuppressable_channels`.
+    pub fn from_options(
+        config_dir: impl Into<PathBuf>,
+        channels: Option<&[u8]>,
+        unsuppressable: Option<&[u8]>,
+        enabled: bool,
+        rightnow: bool,
+    ) -> Result<Self, Error> {
+        let config = Config {
+            config_dir: config_dir.into(),
+            channels: split_channels(channels.unwrap_or(b"\"\"")),
+            unsuppressable: unsuppressable.map(split_channels).unwrap_or_default(),
+            enabled,
+            rightnow,
+            flush: FlushMode::default(),
+        };
+        for channel in config.channels.iter().flatten() {
+            check_channel(channel)?;
+        }
+        Ok(config)
+    }
+}
+
+/// A sync log writer: the per-process state of C's `sync_log.c`.
+///
+/// Thread-safe: every append opens, locks and closes the file on its own,
+/// so any number of threads and processes may append at once.
+#[derive(Debug)]
+pub struct Writer {
+    config: Config,
+    paths: Vec<PathBuf>,
+    suppressed: AtomicBool,
+    rightnow: Mutex<Vec<u8>>,
+}
+
+impl Writer {
+    pub fn new(config: Config) -> Result<Self, Error> {
+        let paths = config
+            .channels
+            .iter()
+            .map(|c| log_path(&config.config_dir, c.as_deref()))
+            .collect::<Result<_, _>>()?;
+        Ok(Writer {
+            config,
+            paths,
+            suppressed: AtomicBool::new(false),
+            rightnow: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// `sync_log_suppress`: from now on `log_all` writes only to the
+    /// unsuppressable channels.
+    pub fn suppress(&self) {
+        self.suppressed.store(true, Ordering::Relaxed);
+    }
+
+    fn enabled(&self, channel: Option<&[u8]>) -> bool {
+        self.config.enabled
+            && (!self.suppressed.load(Ordering::Relaxed)
+                || self
+                    .config
+                    .unsuppressable
+                    .iter()
+                    .any(|u| u.as_deref() == channel))
+    }
+
+    /// `sync_log`: keep the line for the rightnow channel, then append it to
+    /// every enabled channel. A failing channel does not stop the others;
+    /// the first error is returned after all were tried.
+    pub fn log_all(&self, line: &[u8]) -> Result<(), Error> {
+        if self.config.rightnow {
+            lock_ignoring_poison(&self.rightnow).extend_from_slice(line);
+        }
+        let mut first_error = None;
+        for (channel, path) in self.config.channels.iter().zip(&self.paths) {
+            if self.enabled(channel.as_deref()) {
+                if let Err(e) = append_line(path, line, self.config.flush) {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// `sync_log_channel`: append to one channel (`None`: the default one),
+    /// whether or not the log is enabled or suppressed, as in C.
+    pub fn log_channel(&self, channel: Option<&[u8]>, line: &[u8]) -> Result<(), Error> {
+        let path = log_path(&self.config.config_dir, channel)?;
+        append_line(&path, line, self.config.flush)
+    }
+
+    /// Append a typed record to every enabled channel (`sync_log_user` ...).
+    pub fn record_all(
+        &self,
+        kind: RecordKind,
+        name1: &[u8],
+        name2: Option<&[u8]>,
+    ) -> Result<(), Error> {
+        self.log_all(&format_record(kind, name1, name2)?)
+    }
+
+    /// Append a typed record to one channel (`sync_log_channel_user` ...).
+    pub fn append(
+        &self,
+        channel: Option<&[u8]>,
+        kind: RecordKind,
+        name1: &[u8],
+        name2: Option<&[u8]>,
+    ) -> Result<(), Error> {
+        self.log_channel(channel, &format_record(kind, name1, name2)?)
+    }
+
+    /// Run `f` on the rightnow buffer (empty when rightnow is off).
+    pub fn with_rightnow<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        f(&lock_ignoring_poison(&self.rightnow))
+    }
+
+    /// `sync_log_reset`: drop the rightnow buffer's content, returning it.
+    pub fn take_rightnow(&self) -> Vec<u8> {
+        std::mem::take(&mut *lock_ignoring_poison(&self.rightnow))
+    }
+}
+
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The buffer stays valid whatever a panicking holder did to it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Take (`F_WRLCK`) or release (`F_UNLCK`) a whole-file lock, blocking.
+///
+/// Open-file-description locks conflict with the classic POSIX locks C's
+/// `lock_blocking` takes, so C and cyrsync exclude each other; unlike classic
+/// locks they also exclude two threads of one process.
+pub(crate) fn whole_file_lock(file: &File, kind: libc::c_int) -> io::Result<()> {
+    // SAFETY: a zeroed flock is a valid value; we set the fields we use.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    loop {
+        // SAFETY: valid fd and a pointer to a properly initialised flock.
+        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLKW, &fl) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Open the log for appending, creating it (and its directories, 0755, as
+/// `cyrus_mkdir`) if needed.
+fn open_creating(path: &Path) -> Result<File, Error> {
+    match open_append(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(dir)
+                    .map_err(|e| Error::io("mkdir", dir, e))?;
+            }
+            open_append(path).map_err(|e| Error::io("open", path, e))
+        }
+        other => other.map_err(|e| Error::io("open", path, e)),
+    }
+}
+
+/// Open and lock the log file that is at `path` right now: C's loop of
+/// open, lock, and inode check against a reader's concurrent rename.
+fn open_locked(path: &Path) -> Result<File, Error> {
+    for _ in 0..LOCK_RETRIES {
+        let file = open_creating(path)?;
+        whole_file_lock(&file, libc::F_WRLCK).map_err(|e| Error::io("lock", path, e))?;
+        let opened = file.metadata().map_err(|e| Error::io("fstat", path, e))?;
+        match std::fs::metadata(path) {
+            Ok(now) if now.ino() == opened.ino() && now.dev() == opened.dev() => return Ok(file),
+            // Renamed (or renamed and not yet recreated) after our open: the
+            // reader owns that inode now. Closing drops our lock.
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("stat", path, e)),
+        }
+    }
+    Err(Error::LockRetries {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Append `line` (one or more complete records) to the log at `path`: C's
+/// `sync_log_base`. The whole line is written with one `write` under an
+/// exclusive lock, and is on disk before this returns.
+pub fn append_line(path: &Path, line: &[u8], flush: FlushMode) -> Result<(), Error> {
+    let mut file = open_locked(path)?;
+    // O_APPEND under the lock: one write, and if the kernel takes only part
+    // of it the rest still lands right after, before anyone else's.
+    file.write_all(line)
+        .map_err(|e| Error::io("write", path, e))?;
+    let synced = match flush {
+        FlushMode::UnderLock => {
+            let r = file.sync_all();
+            whole_file_lock(&file, libc::F_UNLCK).map_err(|e| Error::io("unlock", path, e))?;
+            r
+        }
+        FlushMode::AfterUnlock => {
+            // The reader only needs the bytes to be in the file before it
+            // gets the lock; durability can be shared with other writers.
+            whole_file_lock(&file, libc::F_UNLCK).map_err(|e| Error::io("unlock", path, e))?;
+            file.sync_data()
+        }
+    };
+    synced.map_err(|e| Error::io("fdatasync", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_option_splitting_is_strarray_split() {
+        assert_eq!(split_channels(b"\"\""), vec![None]);
+        assert_eq!(
+            split_channels(b"  a \"\"  b \"\" "),
+            vec![
+                Some(b"a".to_vec()),
+                None,
+                Some(b"b".to_vec()),
+                Some(b"\"\"".to_vec())
+            ]
+        );
+        assert_eq!(split_channels(b""), Vec::<Option<Vec<u8>>>::new());
+    }
+
+    #[test]
+    fn config_rejects_escaping_channels() {
+        assert!(Config::from_options("/x", Some(b"ok ../evil"), None, true, false).is_err());
+        let c = Config::from_options("/x", None, None, true, false).unwrap();
+        assert_eq!(c.channels, vec![None]);
+    }
+}
