@@ -194,6 +194,15 @@ impl Default for SystemClock {
     }
 }
 
+impl SystemClock {
+    /// A generator with a fixed seed (repeatable jitter).
+    pub fn with_seed(seed: u64) -> Self {
+        SystemClock {
+            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+        }
+    }
+}
+
 impl Clock for SystemClock {
     fn sleep(&mut self, duration: Duration) {
         std::thread::sleep(duration);
@@ -249,6 +258,8 @@ pub struct RunReport {
     pub failed: Vec<Record>,
     /// Records set aside in the quarantine file this run.
     pub quarantined: Vec<Record>,
+    /// A deferral or quarantine write failed (the run then bailed out).
+    pub io_error: bool,
 }
 
 impl RunReport {
@@ -401,7 +412,8 @@ impl Executor<'_> {
             }
             Err(e) => {
                 // The item would be lost: fail the run so the log is kept.
-                log::error!("SYNCERROR: cannot defer item={record} error=<{e}>");
+                log::error!("SYNCERROR: cannot defer item=<{record}> error=<{e}>");
+                self.report.io_error = true;
                 self.report.failed.push(record);
                 Err(Reply::Error(0))
             }
@@ -456,14 +468,15 @@ impl Executor<'_> {
             if ripe {
                 for rec in &records {
                     if let Err(e) = sink.quarantine(rec) {
-                        log::error!("SYNCERROR: cannot quarantine item={rec} error=<{e}>");
+                        log::error!("SYNCERROR: cannot quarantine item=<{rec}> error=<{e}>");
+                        self.report.io_error = true;
                         self.report.failed.extend(records);
                         return true;
                     }
                 }
                 for rec in records {
                     log::error!(
-                        "SYNCERROR: quarantined item={rec} failed_runs=<{threshold}> error=<{}>",
+                        "SYNCERROR: quarantined item=<{rec}> failed_runs=<{threshold}> error=<{}>",
                         self.target.describe(r.code())
                     );
                     self.report.counters.quarantined += 1;
