@@ -302,8 +302,9 @@ impl Op {
 /// What became of a single-item call after the lock policy.
 enum After {
     Done,
-    /// Deferred to the log or queued for policy C: C's `r` stays LOCKED.
-    Handled,
+    /// Deferred to the log or queued for policy C (or quarantined): C's
+    /// `r` stays this LOCKED reply.
+    Handled(Reply),
     /// An answer for C's rules (never LOCKED with a channel, except that
     /// policy A turns it into `Bail`).
     Err(Reply),
@@ -373,8 +374,8 @@ impl Executor<'_> {
 
     /// Policies B and A: retry while LOCKED, sleeping a full-jitter
     /// exponential delay, within the attempt and total-wait bounds.
-    fn backoff(&mut self, mut attempt: impl FnMut(&mut Self) -> Reply) -> Reply {
-        let mut r = Reply::Locked(0);
+    fn backoff(&mut self, first: Reply, mut attempt: impl FnMut(&mut Self) -> Reply) -> Reply {
+        let mut r = first;
         let mut waited = Duration::ZERO;
         for n in 0..self.config.max_attempts {
             let remaining = self.config.max_total_wait.saturating_sub(waited);
@@ -427,22 +428,22 @@ impl Executor<'_> {
                 LockPolicy::Defer => {}
                 LockPolicy::Backoff | LockPolicy::Abort => {
                     let op2 = op.clone();
-                    r = self.backoff(|ex| ex.call(&op2));
+                    r = self.backoff(r, |ex| ex.call(&op2));
                 }
                 LockPolicy::RetryLater => {
                     self.later.push(Later::Single(op.clone()));
-                    return After::Handled;
+                    return After::Handled(r);
                 }
             }
             if r.is_locked() {
                 if self.config.policy == LockPolicy::Abort {
                     return match self.bail_or_quarantine(vec![op.record()], r) {
                         true => After::Bail(r),
-                        false => After::Handled,
+                        false => After::Handled(Reply::Ok),
                     };
                 }
                 return match self.defer(op.record()) {
-                    Ok(()) => After::Handled,
+                    Ok(()) => After::Handled(r),
                     Err(e) => After::Bail(e),
                 };
             }
@@ -536,7 +537,7 @@ impl Executor<'_> {
                 LockPolicy::Backoff | LockPolicy::Abort => {
                     let names2 = names.clone();
                     let mut done2 = std::mem::take(&mut done);
-                    r = self.backoff(|ex| ex.call_mailboxes(&names2, &mut done2, Some(())));
+                    r = self.backoff(r, |ex| ex.call_mailboxes(&names2, &mut done2, Some(())));
                     done = done2;
                 }
                 LockPolicy::RetryLater => {
@@ -668,7 +669,7 @@ impl Executor<'_> {
             let op = Op::Quota(a.name_bytes().to_vec());
             match self.single(&op) {
                 After::Done => r = Reply::Ok,
-                After::Handled => r = Reply::Locked(0),
+                After::Handled(x) => r = x,
                 After::Bail(e) => return self.bail(e),
                 After::Err(e) if e.is_bye() => return self.bail(e),
                 After::Err(e) => {
@@ -708,7 +709,7 @@ impl Executor<'_> {
             };
             match after {
                 After::Done => r = Reply::Ok,
-                After::Handled => r = Reply::Locked(0),
+                After::Handled(x) => r = x,
                 After::Bail(e) => return self.bail(e),
                 After::Err(e) if e.is_bye() => return self.bail(e),
                 After::Err(e) => {
@@ -736,7 +737,7 @@ impl Executor<'_> {
             let op = Op::Seen(user.clone(), mailbox.clone());
             match self.single(&op) {
                 After::Done => r = Reply::Ok,
-                After::Handled => r = Reply::Locked(0),
+                After::Handled(x) => r = x,
                 After::Bail(e) => return self.bail(e),
                 After::Err(e) if e.is_bye() => return self.bail(e),
                 After::Err(e) => {
@@ -765,7 +766,7 @@ impl Executor<'_> {
             let op = Op::Sub(user.clone(), a.name_bytes().to_vec());
             match self.single(&op) {
                 After::Done => r = Reply::Ok,
-                After::Handled => r = Reply::Locked(0),
+                After::Handled(x) => r = x,
                 After::Bail(e) => return self.bail(e),
                 After::Err(e) if e.is_bye() => return self.bail(e),
                 After::Err(e) => {
@@ -786,7 +787,7 @@ impl Executor<'_> {
             let op = Op::Unmailbox(a.name_bytes().to_vec());
             match self.single(&op) {
                 After::Done => r = Reply::Ok,
-                After::Handled => r = Reply::Locked(0),
+                After::Handled(x) => r = x,
                 After::Bail(e) => return self.bail(e),
                 After::Err(e) => {
                     if e.is_bye() || self.bail_or_quarantine(vec![op.record()], e) {
@@ -809,7 +810,7 @@ impl Executor<'_> {
             let op = Op::Meta(user.clone());
             match self.single(&op) {
                 After::Done => r = Reply::Ok,
-                After::Handled => r = Reply::Locked(0),
+                After::Handled(x) => r = x,
                 After::Bail(e) => return self.bail(e),
                 After::Err(e @ Reply::Bye(_)) => return self.bail(e),
                 After::Err(e @ Reply::InvalidUser(_)) => {
@@ -844,7 +845,7 @@ impl Executor<'_> {
             };
             let op = Op::User(user);
             match self.single(&op) {
-                After::Done | After::Handled => {}
+                After::Done | After::Handled(_) => {}
                 After::Bail(e) => return self.bail(e),
                 After::Err(e) => {
                     if e.is_bye() || self.bail_or_quarantine(vec![op.record()], e) {
@@ -869,7 +870,7 @@ impl Executor<'_> {
             let op = Op::Unuser(a.user_bytes().to_vec());
             match self.single(&op) {
                 After::Done => r = Reply::Ok,
-                After::Handled => r = Reply::Locked(0),
+                After::Handled(x) => r = x,
                 After::Bail(e) => return self.bail(e),
                 After::Err(e) => {
                     if e.is_bye() || self.bail_or_quarantine(vec![op.record()], e) {

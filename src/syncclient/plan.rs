@@ -349,7 +349,10 @@ where
 /// Split an internal mailbox name the way Cyrus's default namespace does:
 /// `[domain!][DELETED.]user.<local>[.sub...]`. Returns (local part as
 /// stored, domain, rest after the user's INBOX, deleted).
-fn split_intname(name: &[u8]) -> Option<(&[u8], Option<&[u8]>, &[u8], bool)> {
+/// (local part, domain, rest after the INBOX, deleted)
+type IntnameParts<'a> = (&'a [u8], Option<&'a [u8]>, &'a [u8], bool);
+
+fn split_intname(name: &[u8]) -> Option<IntnameParts<'_>> {
     let (domain, rest) = match name.iter().position(|&b| b == b'!') {
         Some(i) => (Some(&name[..i]), &name[i + 1..]),
         None => (None, name),
