@@ -41,15 +41,30 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 
 /// `configdirectory` from an imapd.conf (`key: value` lines, `#`
 /// comments).
+/// `<[u8]>::trim_ascii` (stable only since Rust 1.80, after our MSRV).
+fn trim(mut b: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = b {
+        if !first.is_ascii_whitespace() {
+            break;
+        }
+        b = rest;
+    }
+    while let [rest @ .., last] = b {
+        if !last.is_ascii_whitespace() {
+            break;
+        }
+        b = rest;
+    }
+    b
+}
+
 fn config_directory(conf: &Path) -> Result<PathBuf, String> {
     let text = std::fs::read(conf).map_err(|e| format!("{}: {e}", conf.display()))?;
     for line in text.split(|&b| b == b'\n') {
-        let line = line.trim_ascii();
+        let line = trim(line);
         if let Some(rest) = line.strip_prefix(b"configdirectory") {
-            if let Some(value) = rest.trim_ascii_start().strip_prefix(b":") {
-                return Ok(PathBuf::from(std::ffi::OsStr::from_bytes(
-                    value.trim_ascii(),
-                )));
+            if let Some(value) = trim(rest).strip_prefix(b":") {
+                return Ok(PathBuf::from(std::ffi::OsStr::from_bytes(trim(value))));
             }
         }
     }
