@@ -318,7 +318,8 @@ mod tests {
 
     #[test]
     fn dry_run_prints_cs_plan() {
-        let log: &[(&[u8], &[u8], Option<&[u8]>)] = &[
+        type Item<'a> = (&'a [u8], &'a [u8], Option<&'a [u8]>);
+        let log: &[Item] = &[
             (b"USER", b"u1", None),
             (b"META", b"u1", None),
             (b"MAILBOX", b"user.u1.a", None),
