@@ -19,9 +19,9 @@
 
 use std::time::{Duration, Instant};
 
-use cyrsync::synclog::Reader;
 use cyrsync::syncclient::plan::reference::LinearPlan;
 use cyrsync::syncclient::plan::{default_mboxname_to_userid, Plan};
+use cyrsync::synclog::Reader;
 
 type Item = (Vec<u8>, Vec<u8>, Option<Vec<u8>>);
 
@@ -29,7 +29,11 @@ fn workload(kind: &str, n: usize) -> Vec<Item> {
     let mut items = Vec::with_capacity(n);
     for i in 0..n {
         let item: Item = match kind {
-            "mailboxes" => (b"MAILBOX".to_vec(), format!("shared.f{i}").into_bytes(), None),
+            "mailboxes" => (
+                b"MAILBOX".to_vec(),
+                format!("shared.f{i}").into_bytes(),
+                None,
+            ),
             _ => {
                 let u = i / 4;
                 match i % 4 {
@@ -40,7 +44,11 @@ fn workload(kind: &str, n: usize) -> Vec<Item> {
                         format!("u{u}").into_bytes(),
                         Some(format!("user.u{u}").into_bytes()),
                     ),
-                    _ => (b"MAILBOX".to_vec(), format!("user.u{u}.Sent").into_bytes(), None),
+                    _ => (
+                        b"MAILBOX".to_vec(),
+                        format!("user.u{u}.Sent").into_bytes(),
+                        None,
+                    ),
                 }
             }
         };
