@@ -674,14 +674,9 @@ impl Executor<'_> {
                 After::Err(e) if e.is_bye() => return self.bail(e),
                 After::Err(e) => {
                     r = e;
-                    // C adds (name, NULL) to the USER list; see user_of().
-                    plan.users.add(Some(a_name(&op)), None);
-                    self.report.counters.promoted += 1;
-                    log::debug!(
-                        "  Promoting: {} -> USER {}",
-                        op.record(),
-                        a_name(&op).escape_ascii()
-                    );
+                    if !self.promote_name(plan, &op, e) {
+                        return self.bail(e);
+                    }
                 }
             }
         }
@@ -714,13 +709,9 @@ impl Executor<'_> {
                 After::Err(e) if e.is_bye() => return self.bail(e),
                 After::Err(e) => {
                     r = e;
-                    plan.users.add(Some(a_name(&op)), None);
-                    self.report.counters.promoted += 1;
-                    log::debug!(
-                        "  Promoting: {} -> USER {}",
-                        op.record(),
-                        a_name(&op).escape_ascii()
-                    );
+                    if !self.promote_name(plan, &op, e) {
+                        return self.bail(e);
+                    }
                 }
             }
         }
@@ -952,10 +943,33 @@ impl Executor<'_> {
         lost
     }
 
-    /// The user of a USER entry. QUOTA and ANNOTATION promotions add the
-    /// quota root / mailbox *name* with no user (C then calls
-    /// `sync_do_user(NULL)`); cyrsync syncs the owner of that name, and
-    /// fails the item if it has none.
+    /// QUOTA/ANNOTATION promotion. C adds `(name, NULL)` to the USER list
+    /// and later calls `sync_do_user(NULL)`, which is undefined; cyrsync
+    /// promotes to USER of the name's owner, which also dedups with the
+    /// USER entries of the log. A name with no owner (a shared quota root or
+    /// mailbox) cannot be promoted: the item fails the run (and is
+    /// quarantined after enough runs). Returns false to bail out.
+    fn promote_name(&mut self, plan: &mut Plan, op: &Op, e: Reply) -> bool {
+        let name = a_name(op);
+        match self.target.mboxname_to_userid(name) {
+            Some(owner) => {
+                self.promote(true, &mut plan.users, &owner, &op.record());
+                true
+            }
+            None => {
+                log::error!(
+                    "SYNCERROR: cannot promote to USER, not a user mailbox item=<{}> error=<{}>",
+                    op.record(),
+                    self.target.describe(e.code())
+                );
+                !self.bail_or_quarantine(vec![op.record()], e)
+            }
+        }
+    }
+
+    /// The user of a USER entry. Every entry cyrsync adds has one (see
+    /// [`Self::promote_name`]); a name-only entry is resolved to its owner,
+    /// defensively.
     fn user_of(&mut self, a: &super::list::Action) -> Option<Vec<u8>> {
         match &a.user {
             Some(u) => Some(u.to_vec()),

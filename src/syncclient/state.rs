@@ -190,7 +190,9 @@ impl ChannelState {
             entry.last = now;
             entry.count += 1;
         }
-        if report.bailed.is_some() {
+        if report.bailed.is_some() && report.failed.is_empty() {
+            // a bail that blames no item (connection lost): counts unchanged
+        } else if report.bailed.is_some() {
             let old = std::mem::take(&mut self.failed);
             for rec in &report.failed {
                 let line = rec.to_line();

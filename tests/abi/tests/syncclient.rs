@@ -171,6 +171,22 @@ fn bail_outs_are_cs() {
     assert_eq!(res.reply, CYRSYNC_REPLY_BYE);
     assert_eq!(res.cyrus_error, BYE_CODE);
 
+    // A failing QUOTA of a shared root cannot be promoted to USER (C would
+    // call sync_do_user(NULL)): the run bails on it.
+    let mut m = Mock::default();
+    m.fail
+        .insert("QUOTA shared".into(), (CYRSYNC_REPLY_ERROR, ERROR_CODE));
+    let res = execute(
+        &mut m,
+        cfg,
+        "QUOTA shared\nQUOTA user.q\nUSER z\n",
+        None,
+        None,
+    );
+    assert_eq!(calls(&m), ["QUOTA shared"]);
+    assert!(res.bailed);
+    assert_eq!(res.cyrus_error, ERROR_CODE);
+
     // INVALID_USER on META bails; other META errors promote.
     let mut m = Mock::default();
     m.fail.insert(
