@@ -582,6 +582,19 @@ cyrsync_status cyrsync_syncclient_plan_add(struct cyrsync_syncclient_plan *plan,
                                            const char *arg2);
 
 /**
+ * Add every remaining item of a cyrsync sync log reader (created with
+ * `cyrsync_synclog_reader_new_*` and begun with
+ * `cyrsync_synclog_reader_begin`) to the plan, as
+ * `cyrsync_syncclient_plan_add` would one by one. The reader stays the
+ * caller's (to `_end` after a run that did not bail out, and to free).
+ * `*items` (if not NULL) receives the number of items added.
+ */
+cyrsync_status cyrsync_syncclient_plan_add_reader(struct cyrsync_syncclient_plan *plan,
+                                                  const struct cyrsync_syncclient_callbacks *callbacks,
+                                                  struct cyrsync_synclog_reader *reader,
+                                                  uint64_t *items);
+
+/**
  * Execute a plan (once; BAD_STATE the second time), calling the
  * callbacks in Cyrus's order.
  *

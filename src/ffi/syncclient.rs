@@ -462,6 +462,65 @@ pub extern "C" fn cyrsync_syncclient_plan_add(
     })
 }
 
+/// Add every remaining item of a cyrsync sync log reader (created with
+/// `cyrsync_synclog_reader_new_*` and begun with
+/// `cyrsync_synclog_reader_begin`) to the plan, as
+/// `cyrsync_syncclient_plan_add` would one by one. The reader stays the
+/// caller's (to `_end` after a run that did not bail out, and to free).
+/// `*items` (if not NULL) receives the number of items added.
+#[no_mangle]
+pub extern "C" fn cyrsync_syncclient_plan_add_reader(
+    plan: *mut cyrsync_syncclient_plan,
+    callbacks: *const cyrsync_syncclient_callbacks,
+    reader: *mut super::synclog::cyrsync_synclog_reader,
+    items: *mut u64,
+) -> cyrsync_status {
+    ffi_boundary!("cyrsync_syncclient_plan_add_reader", {
+        let state = try_mut!(plan);
+        let cbs = match unsafe { callbacks.as_ref() } {
+            Some(c) => *c,
+            None => return super::null_parameter("callbacks"),
+        };
+        if reader.is_null() {
+            return super::null_parameter("reader");
+        }
+        if state.executed {
+            log::error!("IOERROR: cyrsync_syncclient_plan_add_reader: plan already executed");
+            return cyrsync_status::BadState;
+        }
+        let mut host = Host::new(cbs);
+        let mut n = 0u64;
+        loop {
+            let mut item = super::synclog::cyrsync_synclog_item {
+                r#type: std::ptr::null(),
+                type_len: 0,
+                arg1: std::ptr::null(),
+                arg1_len: 0,
+                arg2: std::ptr::null(),
+                arg2_len: 0,
+            };
+            match super::synclog::cyrsync_synclog_reader_next(reader, &mut item) {
+                cyrsync_status::Ok => {}
+                cyrsync_status::Eof => break,
+                other => return other,
+            }
+            // SAFETY: the reader's item fields are valid until the next call.
+            let bytes = |p: *const c_char, len: usize| unsafe {
+                std::slice::from_raw_parts(p.cast::<u8>(), len)
+            };
+            let kind = bytes(item.r#type, item.type_len);
+            let arg1 = bytes(item.arg1, item.arg1_len);
+            let arg2 = (!item.arg2.is_null()).then(|| bytes(item.arg2, item.arg2_len));
+            state
+                .plan
+                .add_item(kind, arg1, arg2, &mut |n| host.mboxname_to_userid(n));
+            n += 1;
+        }
+        unsafe { set_out(items, n) };
+        cyrsync_status::Ok
+    })
+}
+
 /// Execute a plan (once; BAD_STATE the second time), calling the
 /// callbacks in Cyrus's order.
 ///

@@ -661,3 +661,51 @@ fn bad_input_gives_a_status_not_a_crash() {
     }
     free(cfg);
 }
+
+#[test]
+fn plan_from_a_cyrsync_reader() {
+    let mut m = Mock::default();
+    let cfg = config(&mut m, CYRSYNC_LOCK_POLICY_DEFER);
+    let cbs = callbacks(&mut m);
+    let content = b"USER u1\nSEEN u2 \"user.u2.my folder\"\nMAILBOX {9+}\r\nuser.u2.x\n";
+    unsafe {
+        let mut reader = ptr::null_mut();
+        assert_eq!(
+            cyrsync_synclog_reader_new_content(content.as_ptr().cast(), content.len(), &mut reader),
+            CYRSYNC_STATUS_OK
+        );
+        assert_eq!(cyrsync_synclog_reader_begin(reader), CYRSYNC_STATUS_OK);
+        let mut plan = ptr::null_mut();
+        assert_eq!(cyrsync_syncclient_plan_new(&mut plan), CYRSYNC_STATUS_OK);
+        let mut n = 0u64;
+        assert_eq!(
+            cyrsync_syncclient_plan_add_reader(plan, &cbs, reader, &mut n),
+            CYRSYNC_STATUS_OK
+        );
+        assert_eq!(n, 3);
+        assert_eq!(
+            cyrsync_syncclient_plan_add_reader(plan, &cbs, ptr::null_mut(), &mut n),
+            CYRSYNC_STATUS_NULL_PARAMETER
+        );
+        let mut res: cyrsync_syncclient_results = std::mem::zeroed();
+        assert_eq!(
+            cyrsync_syncclient_execute(plan, cfg, &cbs, ptr::null(), ptr::null(), &mut res),
+            CYRSYNC_STATUS_OK
+        );
+        assert_eq!(res.items, 3);
+        cyrsync_syncclient_plan_free(plan);
+        assert_eq!(cyrsync_synclog_reader_end(reader), CYRSYNC_STATUS_OK);
+        cyrsync_synclog_reader_free(reader);
+    }
+    assert_eq!(
+        calls(&m),
+        [
+            "MAILBOXES user.u2.x",
+            "RESTART",
+            "SEEN u2 user.u2.my folder",
+            "USER u1",
+            "RESTART"
+        ]
+    );
+    free(cfg);
+}
