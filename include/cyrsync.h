@@ -494,17 +494,23 @@ const char *cyrsync_status_str(uint32_t status);
  * doubling to 5 s, at most 5 retries and 30 s per item, quarantine after 5
  * consecutive failed runs. `*out` owns it; free with
  * `cyrsync_syncclient_config_free`.
+ *
+ * Thread-safe (each call makes a new object).
  */
 cyrsync_status cyrsync_syncclient_config_new(struct cyrsync_syncclient_config **out);
 
 /**
  * Free a configuration. NULL is a no-op.
+ *
+ * The configuration must not be in use by another thread.
  */
 void cyrsync_syncclient_config_free(struct cyrsync_syncclient_config *config);
 
 /**
  * Set the lock policy: a `CYRSYNC_LOCK_POLICY_*` value; anything else is
  * INVALID_ARGUMENT and leaves the policy unchanged.
+ *
+ * The setters must not run while another thread uses the configuration.
  */
 cyrsync_status cyrsync_syncclient_config_set_policy(struct cyrsync_syncclient_config *config,
                                                     uint32_t policy);
@@ -513,6 +519,9 @@ cyrsync_status cyrsync_syncclient_config_set_policy(struct cyrsync_syncclient_co
  * Set the lock policy from its letter as written in imapd.conf: "D", "B",
  * "C" or "A" (any case, surrounding blanks ignored). Anything else is
  * INVALID_ARGUMENT and leaves the policy unchanged.
+ *
+ * `name` is only read during the call. Not concurrently with other use of
+ * the configuration.
  */
 cyrsync_status cyrsync_syncclient_config_set_policy_name(struct cyrsync_syncclient_config *config,
                                                          const char *name);
@@ -523,6 +532,8 @@ cyrsync_status cyrsync_syncclient_config_set_policy_name(struct cyrsync_syncclie
  * in [0, bound]), at most `max_attempts` retries per item and at most
  * `max_total_ms` of sleep per item. `base_ms` > `max_delay_ms` is
  * INVALID_ARGUMENT.
+ *
+ * Not concurrently with other use of the configuration.
  */
 cyrsync_status cyrsync_syncclient_config_set_backoff(struct cyrsync_syncclient_config *config,
                                                      uint64_t base_ms,
@@ -533,6 +544,8 @@ cyrsync_status cyrsync_syncclient_config_set_backoff(struct cyrsync_syncclient_c
 /**
  * Quarantine items that made `runs` consecutive runs of a channel bail
  * out, instead of bailing again; 0 turns quarantine off.
+ *
+ * Not concurrently with other use of the configuration.
  */
 cyrsync_status cyrsync_syncclient_config_set_quarantine_after(struct cyrsync_syncclient_config *config,
                                                               uint32_t runs);
@@ -542,6 +555,10 @@ cyrsync_status cyrsync_syncclient_config_set_quarantine_after(struct cyrsync_syn
  * microseconds)` instead of sleeping itself (a host may keep its
  * connection alive meanwhile; tests make time virtual). NULL restores
  * the real sleep.
+ *
+ * `sleep` is called on the thread running the plan, with `userdata`,
+ * which must stay valid while the configuration may be used. Not
+ * concurrently with other use of the configuration.
  */
 cyrsync_status cyrsync_syncclient_config_set_sleep(struct cyrsync_syncclient_config *config,
                                                    void (*sleep)(void *userdata,
@@ -551,6 +568,8 @@ cyrsync_status cyrsync_syncclient_config_set_sleep(struct cyrsync_syncclient_con
 /**
  * Seed the backoff's jitter, making runs repeatable (tests). Without it
  * the seed comes from the clock and the process id.
+ *
+ * Not concurrently with other use of the configuration.
  */
 cyrsync_status cyrsync_syncclient_config_set_jitter_seed(struct cyrsync_syncclient_config *config,
                                                          uint64_t seed);
@@ -558,11 +577,15 @@ cyrsync_status cyrsync_syncclient_config_set_jitter_seed(struct cyrsync_syncclie
 /**
  * Create an empty plan. `*out` owns it; free with
  * `cyrsync_syncclient_plan_free`.
+ *
+ * Thread-safe (each call makes a new object).
  */
 cyrsync_status cyrsync_syncclient_plan_new(struct cyrsync_syncclient_plan **out);
 
 /**
  * Free a plan. NULL is a no-op.
+ *
+ * The plan must not be in use by another thread.
  */
 void cyrsync_syncclient_plan_free(struct cyrsync_syncclient_plan *plan);
 
@@ -574,6 +597,9 @@ void cyrsync_syncclient_plan_free(struct cyrsync_syncclient_plan *plan);
  * `callbacks->mboxname_to_userid` is called for mailbox items (the rest of
  * the table is not used here and may be incomplete). BAD_STATE after the
  * plan was executed.
+ *
+ * The strings are copied; they need only live during the call. One
+ * thread at a time per plan.
  */
 cyrsync_status cyrsync_syncclient_plan_add(struct cyrsync_syncclient_plan *plan,
                                            const struct cyrsync_syncclient_callbacks *callbacks,
@@ -588,6 +614,8 @@ cyrsync_status cyrsync_syncclient_plan_add(struct cyrsync_syncclient_plan *plan,
  * `cyrsync_syncclient_plan_add` would one by one. The reader stays the
  * caller's (to `_end` after a run that did not bail out, and to free).
  * `*items` (if not NULL) receives the number of items added.
+ *
+ * One thread at a time per plan and per reader.
  */
 cyrsync_status cyrsync_syncclient_plan_add_reader(struct cyrsync_syncclient_plan *plan,
                                                   const struct cyrsync_syncclient_callbacks *callbacks,
@@ -608,6 +636,11 @@ cyrsync_status cyrsync_syncclient_plan_add_reader(struct cyrsync_syncclient_plan
  *
  * On OK, `*results` (if not NULL) holds the counters and outcome; a run
  * that bailed out is still OK here: see `results->bailed`.
+ *
+ * The callbacks are called on this thread, during this call only; the
+ * strings are only read during the call. One thread at a time per plan;
+ * the configuration may be shared by concurrent runs. Two runs for the
+ * same channel must not overlap (as two sync_clients on one channel).
  */
 cyrsync_status cyrsync_syncclient_execute(struct cyrsync_syncclient_plan *plan,
                                           const struct cyrsync_syncclient_config *config,
@@ -624,6 +657,8 @@ cyrsync_status cyrsync_syncclient_execute(struct cyrsync_syncclient_plan *plan,
  * Cyrus). `channel` NULL or `""` is the default channel. Returns AGAIN
  * when the channel has no log (nothing to do), IO_ERROR when the log
  * cannot be taken or removed; otherwise OK with `*results` written.
+ *
+ * Threading as `cyrsync_syncclient_execute`.
  */
 cyrsync_status cyrsync_syncclient_run_channel(const struct cyrsync_syncclient_config *config,
                                               const struct cyrsync_syncclient_callbacks *callbacks,

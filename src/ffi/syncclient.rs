@@ -250,6 +250,8 @@ unsafe impl Handle for cyrsync_syncclient_plan {
 /// doubling to 5 s, at most 5 retries and 30 s per item, quarantine after 5
 /// consecutive failed runs. `*out` owns it; free with
 /// `cyrsync_syncclient_config_free`.
+///
+/// Thread-safe (each call makes a new object).
 #[no_mangle]
 pub extern "C" fn cyrsync_syncclient_config_new(
     out: *mut *mut cyrsync_syncclient_config,
@@ -269,6 +271,8 @@ pub extern "C" fn cyrsync_syncclient_config_new(
 }
 
 /// Free a configuration. NULL is a no-op.
+///
+/// The configuration must not be in use by another thread.
 #[no_mangle]
 pub extern "C" fn cyrsync_syncclient_config_free(config: *mut cyrsync_syncclient_config) {
     ffi_boundary!("cyrsync_syncclient_config_free", {
@@ -278,6 +282,8 @@ pub extern "C" fn cyrsync_syncclient_config_free(config: *mut cyrsync_syncclient
 
 /// Set the lock policy: a `CYRSYNC_LOCK_POLICY_*` value; anything else is
 /// INVALID_ARGUMENT and leaves the policy unchanged.
+///
+/// The setters must not run while another thread uses the configuration.
 #[no_mangle]
 pub extern "C" fn cyrsync_syncclient_config_set_policy(
     config: *mut cyrsync_syncclient_config,
@@ -303,6 +309,9 @@ pub extern "C" fn cyrsync_syncclient_config_set_policy(
 /// Set the lock policy from its letter as written in imapd.conf: "D", "B",
 /// "C" or "A" (any case, surrounding blanks ignored). Anything else is
 /// INVALID_ARGUMENT and leaves the policy unchanged.
+///
+/// `name` is only read during the call. Not concurrently with other use of
+/// the configuration.
 #[no_mangle]
 pub extern "C" fn cyrsync_syncclient_config_set_policy_name(
     config: *mut cyrsync_syncclient_config,
@@ -335,6 +344,8 @@ pub extern "C" fn cyrsync_syncclient_config_set_policy_name(
 /// in [0, bound]), at most `max_attempts` retries per item and at most
 /// `max_total_ms` of sleep per item. `base_ms` > `max_delay_ms` is
 /// INVALID_ARGUMENT.
+///
+/// Not concurrently with other use of the configuration.
 #[no_mangle]
 pub extern "C" fn cyrsync_syncclient_config_set_backoff(
     config: *mut cyrsync_syncclient_config,
@@ -359,6 +370,8 @@ pub extern "C" fn cyrsync_syncclient_config_set_backoff(
 
 /// Quarantine items that made `runs` consecutive runs of a channel bail
 /// out, instead of bailing again; 0 turns quarantine off.
+///
+/// Not concurrently with other use of the configuration.
 #[no_mangle]
 pub extern "C" fn cyrsync_syncclient_config_set_quarantine_after(
     config: *mut cyrsync_syncclient_config,
@@ -374,6 +387,10 @@ pub extern "C" fn cyrsync_syncclient_config_set_quarantine_after(
 /// microseconds)` instead of sleeping itself (a host may keep its
 /// connection alive meanwhile; tests make time virtual). NULL restores
 /// the real sleep.
+///
+/// `sleep` is called on the thread running the plan, with `userdata`,
+/// which must stay valid while the configuration may be used. Not
+/// concurrently with other use of the configuration.
 #[no_mangle]
 pub extern "C" fn cyrsync_syncclient_config_set_sleep(
     config: *mut cyrsync_syncclient_config,
@@ -388,6 +405,8 @@ pub extern "C" fn cyrsync_syncclient_config_set_sleep(
 
 /// Seed the backoff's jitter, making runs repeatable (tests). Without it
 /// the seed comes from the clock and the process id.
+///
+/// Not concurrently with other use of the configuration.
 #[no_mangle]
 pub extern "C" fn cyrsync_syncclient_config_set_jitter_seed(
     config: *mut cyrsync_syncclient_config,
@@ -401,6 +420,8 @@ pub extern "C" fn cyrsync_syncclient_config_set_jitter_seed(
 
 /// Create an empty plan. `*out` owns it; free with
 /// `cyrsync_syncclient_plan_free`.
+///
+/// Thread-safe (each call makes a new object).
 #[no_mangle]
 pub extern "C" fn cyrsync_syncclient_plan_new(
     out: *mut *mut cyrsync_syncclient_plan,
@@ -419,6 +440,8 @@ pub extern "C" fn cyrsync_syncclient_plan_new(
 }
 
 /// Free a plan. NULL is a no-op.
+///
+/// The plan must not be in use by another thread.
 #[no_mangle]
 pub extern "C" fn cyrsync_syncclient_plan_free(plan: *mut cyrsync_syncclient_plan) {
     ffi_boundary!("cyrsync_syncclient_plan_free", {
@@ -433,6 +456,9 @@ pub extern "C" fn cyrsync_syncclient_plan_free(plan: *mut cyrsync_syncclient_pla
 /// `callbacks->mboxname_to_userid` is called for mailbox items (the rest of
 /// the table is not used here and may be incomplete). BAD_STATE after the
 /// plan was executed.
+///
+/// The strings are copied; they need only live during the call. One
+/// thread at a time per plan.
 #[no_mangle]
 pub extern "C" fn cyrsync_syncclient_plan_add(
     plan: *mut cyrsync_syncclient_plan,
@@ -468,6 +494,8 @@ pub extern "C" fn cyrsync_syncclient_plan_add(
 /// `cyrsync_syncclient_plan_add` would one by one. The reader stays the
 /// caller's (to `_end` after a run that did not bail out, and to free).
 /// `*items` (if not NULL) receives the number of items added.
+///
+/// One thread at a time per plan and per reader.
 #[no_mangle]
 pub extern "C" fn cyrsync_syncclient_plan_add_reader(
     plan: *mut cyrsync_syncclient_plan,
@@ -534,6 +562,11 @@ pub extern "C" fn cyrsync_syncclient_plan_add_reader(
 ///
 /// On OK, `*results` (if not NULL) holds the counters and outcome; a run
 /// that bailed out is still OK here: see `results->bailed`.
+///
+/// The callbacks are called on this thread, during this call only; the
+/// strings are only read during the call. One thread at a time per plan;
+/// the configuration may be shared by concurrent runs. Two runs for the
+/// same channel must not overlap (as two sync_clients on one channel).
 #[no_mangle]
 pub extern "C" fn cyrsync_syncclient_execute(
     plan: *mut cyrsync_syncclient_plan,
@@ -577,6 +610,8 @@ pub extern "C" fn cyrsync_syncclient_execute(
 /// Cyrus). `channel` NULL or `""` is the default channel. Returns AGAIN
 /// when the channel has no log (nothing to do), IO_ERROR when the log
 /// cannot be taken or removed; otherwise OK with `*results` written.
+///
+/// Threading as `cyrsync_syncclient_execute`.
 #[no_mangle]
 pub extern "C" fn cyrsync_syncclient_run_channel(
     config: *const cyrsync_syncclient_config,
