@@ -93,6 +93,21 @@
 #define CYRSYNC_LOCK_POLICY_ABORT 3
 
 /**
+ * Cohort orders for `cyrsync_syncclient_config_set_cohort_order`.
+ * Cohorts (the mailboxes of one user) run in the order their first item
+ * appears in the log. The default.
+ */
+#define CYRSYNC_COHORT_ORDER_FIRST_SEEN 0
+
+/**
+ * Cohorts run in Cyrus's `hash_enumerate` order for `sync_do_reader`'s
+ * 1024-bucket table with the given seed (Cyrus seeds it from `rand()`,
+ * so a real sync_client's order varies between processes). For
+ * differential tests against C.
+ */
+#define CYRSYNC_COHORT_ORDER_CYRUS_HASH 1
+
+/**
  * `sync_log` is on (imapd.conf `sync_log`); without it
  * `cyrsync_synclog_log` writes to no channel (but still fills the rightnow
  * buffer), as in Cyrus.
@@ -573,6 +588,16 @@ cyrsync_status cyrsync_syncclient_config_set_sleep(struct cyrsync_syncclient_con
  */
 cyrsync_status cyrsync_syncclient_config_set_jitter_seed(struct cyrsync_syncclient_config *config,
                                                          uint64_t seed);
+
+/**
+ * Set the order of mailbox cohorts: `CYRSYNC_COHORT_ORDER_FIRST_SEEN`
+ * (`seed` ignored) or `CYRSYNC_COHORT_ORDER_CYRUS_HASH` with the hash
+ * table's seed; anything else is INVALID_ARGUMENT. Not concurrently with
+ * other use of the configuration.
+ */
+cyrsync_status cyrsync_syncclient_config_set_cohort_order(struct cyrsync_syncclient_config *config,
+                                                          uint32_t order,
+                                                          uint32_t seed);
 
 /**
  * Create an empty plan. `*out` owns it; free with

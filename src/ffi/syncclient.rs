@@ -43,7 +43,8 @@ use super::{
 use crate::syncclient::run::{run_plan, ChannelRun};
 use crate::syncclient::state::{channel_dir, DeferLog};
 use crate::syncclient::{
-    Clock, Config, Kind, LockPolicy, Plan, Record, Reply, RunReport, SystemClock, Target,
+    Clock, CohortOrder, Config, Kind, LockPolicy, Plan, Record, Reply, RunReport, SystemClock,
+    Target,
 };
 use crate::synclog::{self, Begun, Reader, RecordKind, Writer};
 
@@ -70,6 +71,16 @@ pub const CYRSYNC_LOCK_POLICY_BACKOFF: u32 = 1;
 pub const CYRSYNC_LOCK_POLICY_RETRY_LATER: u32 = 2;
 /// A: retry with backoff, then fail the run (the log is kept).
 pub const CYRSYNC_LOCK_POLICY_ABORT: u32 = 3;
+
+/// Cohort orders for `cyrsync_syncclient_config_set_cohort_order`.
+/// Cohorts (the mailboxes of one user) run in the order their first item
+/// appears in the log. The default.
+pub const CYRSYNC_COHORT_ORDER_FIRST_SEEN: u32 = 0;
+/// Cohorts run in Cyrus's `hash_enumerate` order for `sync_do_reader`'s
+/// 1024-bucket table with the given seed (Cyrus seeds it from `rand()`,
+/// so a real sync_client's order varies between processes). For
+/// differential tests against C.
+pub const CYRSYNC_COHORT_ORDER_CYRUS_HASH: u32 = 1;
 
 /// A name passed to the `mailboxes` callback: NUL-terminated, `len` bytes
 /// without the NUL.
@@ -228,6 +239,7 @@ pub struct cyrsync_syncclient_plan {
 
 pub(crate) struct ConfigState {
     config: Config,
+    cohort_order: CohortOrder,
     sleep: Option<(unsafe extern "C" fn(*mut c_void, u64), *mut c_void)>,
     seed: Option<u64>,
 }
@@ -262,6 +274,7 @@ pub extern "C" fn cyrsync_syncclient_config_new(
         }
         let state = ConfigState {
             config: Config::default(),
+            cohort_order: CohortOrder::FirstSeen,
             sleep: None,
             seed: None,
         };
@@ -414,6 +427,30 @@ pub extern "C" fn cyrsync_syncclient_config_set_jitter_seed(
 ) -> cyrsync_status {
     ffi_boundary!("cyrsync_syncclient_config_set_jitter_seed", {
         try_mut!(config).seed = Some(seed);
+        cyrsync_status::Ok
+    })
+}
+
+/// Set the order of mailbox cohorts: `CYRSYNC_COHORT_ORDER_FIRST_SEEN`
+/// (`seed` ignored) or `CYRSYNC_COHORT_ORDER_CYRUS_HASH` with the hash
+/// table's seed; anything else is INVALID_ARGUMENT. Not concurrently with
+/// other use of the configuration.
+#[no_mangle]
+pub extern "C" fn cyrsync_syncclient_config_set_cohort_order(
+    config: *mut cyrsync_syncclient_config,
+    order: u32,
+    seed: u32,
+) -> cyrsync_status {
+    ffi_boundary!("cyrsync_syncclient_config_set_cohort_order", {
+        let state = try_mut!(config);
+        state.cohort_order = match order {
+            CYRSYNC_COHORT_ORDER_FIRST_SEEN => CohortOrder::FirstSeen,
+            CYRSYNC_COHORT_ORDER_CYRUS_HASH => CohortOrder::CyrusHash { seed, size: 1024 },
+            _ => {
+                log::error!("IOERROR: cyrsync: unknown cohort order order=<{order}>");
+                return cyrsync_status::InvalidArgument;
+            }
+        };
         cyrsync_status::Ok
     })
 }
@@ -731,6 +768,7 @@ fn run(
         }),
         (None, None) => Box::new(SystemClock::default()),
     };
+    plan.order_cohorts(config.cohort_order);
     let Some(channel) = channel else {
         return Ok(run_plan(plan, host, None, clock.as_mut(), config.config));
     };
