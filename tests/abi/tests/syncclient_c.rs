@@ -137,7 +137,7 @@ fn random_log(rng: &mut Lcg) -> String {
     for _ in 0..lines {
         let kind = KINDS[rng.next(14) as usize];
         let user = format!("u{}", rng.next(6));
-        let mut mbox = |rng: &mut Lcg| match rng.next(7) {
+        let mbox = |rng: &mut Lcg| match rng.next(7) {
             0 => format!("shared.s{}", rng.next(3)),
             u => {
                 let sub = rng.next(3);
