@@ -43,6 +43,10 @@ pub fn channel_dir(config_dir: &Path, channel: Option<&[u8]>) -> PathBuf {
 pub const STATE_FILE: &str = "log-state";
 pub const QUARANTINE_FILE: &str = "log-quarantine";
 
+/// How many quarantine times `log-state` remembers (the quarantine file
+/// itself keeps every item).
+pub const MAX_QUARANTINED_KEPT: usize = 1000;
+
 /// How often and since when an item has been deferred.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deferral {
@@ -208,6 +212,9 @@ impl ChannelState {
             self.deferred.remove(&line);
             self.quarantined.push((now, line));
         }
+        // the quarantine file keeps every item; the state only the latest
+        let excess = self.quarantined.len().saturating_sub(MAX_QUARANTINED_KEPT);
+        self.quarantined.drain(..excess);
     }
 }
 
