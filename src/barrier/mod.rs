@@ -106,7 +106,7 @@ const HEADER_SIZE: usize = 4096;
 const SLOT_SIZE: usize = 64;
 /// Slots in a newly created file (the number of processes that can have the
 /// barrier open at once).
-pub const DEFAULT_SLOTS: u32 = 4096;
+pub(crate) const DEFAULT_SLOTS: u32 = 4096;
 
 const OFF_MAGIC: usize = 0;
 const OFF_VERSION: usize = 8;
@@ -938,6 +938,13 @@ impl Barrier {
             slots,
         })
     }
+}
+
+/// syncfs(2) the file system holding `path` (a file or directory), so a
+/// snapshot taken under a freeze sees everything written before it.
+pub fn syncfs(path: &Path) -> io::Result<()> {
+    let file = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(path)?;
+    kernel::syncfs(&file)
 }
 
 fn next_generation(word: u32) -> u32 {
