@@ -42,7 +42,10 @@
 //! the live freezer for the length of its freeze; the first byte of slot i is
 //! held by the process owning slot i for as long as it has the barrier open.
 //! The kernel drops them when the process dies, so liveness needs no pid and
-//! has no pid-reuse race.
+//! has no pid-reuse race. They are taken through a descriptor of their own,
+//! never through the description the mapping was made from: a mapping pins
+//! its description (and so its OFD locks) for as long as anyone, e.g. a
+//! forked child, still has it mapped.
 //!
 //! # Protocol
 //!
@@ -376,7 +379,14 @@ impl Barrier {
         let init = Self::init_file(&file, &path);
         let _ = kernel::ofd_unlock(fd, LOCK_INIT);
         let (slot_count, len) = init?;
+        // The mapping keeps its open file description alive for as long as
+        // any process (a forked child, too) has it mapped, and OFD locks live
+        // as long as their description: so the mapping's description must
+        // never hold a lock (the init lock is released above), and the slot
+        // lock is taken through a second, separate open.
         let map = Mapping::new(&file, len).map_err(io_err("mmap", &path))?;
+        drop(file);
+        let file = open_file(&path)?;
         let barrier = Barrier {
             map,
             path,
@@ -943,7 +953,10 @@ impl Barrier {
 /// syncfs(2) the file system holding `path` (a file or directory), so a
 /// snapshot taken under a freeze sees everything written before it.
 pub fn syncfs(path: &Path) -> io::Result<()> {
-    let file = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(path)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)?;
     kernel::syncfs(&file)
 }
 
