@@ -75,6 +75,11 @@
 //!
 //! The depth is per process: all threads of a process share its slot, and a
 //! thread may leave what another entered (Cyrus's lock list is per process).
+//! Each thread also counts its own enters minus leaves (thread-local, no
+//! system call): a thread that holds the barrier nests at once, but a thread
+//! that holds nothing waits during a freeze even while other threads of its
+//! process are inside, so the freezer keeps its priority over a
+//! multi-threaded writer.
 //! A forked child never shares its parent's slot: a pthread_atfork handler
 //! bumps a generation counter and closes the parent's descriptors in the
 //! child (so the child does not keep the parent's slot lock alive); on first
@@ -87,6 +92,7 @@
 
 mod kernel;
 
+use std::cell::RefCell;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -338,6 +344,8 @@ pub struct Barrier {
     /// Current `ProcState`; states of earlier fork generations are leaked
     /// (never freed while the barrier lives), so references stay valid.
     state: AtomicPtr<ProcState>,
+    /// Unique per handle in this process: key of the per-thread depths.
+    id: u64,
     /// The freeze word of the freeze this handle holds, 0 if none (the OFD
     /// freezer lock cannot conflict with itself, so a second freeze through
     /// the same handle is caught here).
@@ -394,6 +402,7 @@ impl Barrier {
             slot_count,
             state: AtomicPtr::new(std::ptr::null_mut()),
             my_freeze: AtomicU32::new(0),
+            id: NEXT_ID.fetch_add(1, Relaxed),
         };
         let state = barrier.take_slot(file)?;
         barrier.state.store(Box::into_raw(Box::new(state)), Release);
@@ -590,9 +599,16 @@ impl Barrier {
     /// Fast path (no freeze): a few atomic operations and no system call.
     /// During a freeze, waits on a futex until the thaw, or until the bound:
     /// then goes in anyway and the freeze is recorded as breached.
+    ///
+    /// A thread that already holds the barrier (its own enters exceed its
+    /// own leaves) always nests at once: it must not wait for a freeze that
+    /// waits for it. A thread that holds nothing waits during a freeze even
+    /// if other threads of its process are inside, so the freezer keeps
+    /// priority over a multi-threaded writer.
     pub fn enter(&self) -> Result<Entered, BarrierError> {
         let state = self.state()?;
         let slot = self.slot_word(state.slot);
+        let mine = thread_depth(self.id);
         let mut wait_start: Option<u64> = None;
         let mut gave_up_on: Option<u32> = None;
         loop {
@@ -601,10 +617,22 @@ impl Barrier {
                 if cur & DEPTH_MASK == DEPTH_MASK {
                     return Err(BarrierError::TooDeep);
                 }
+                if mine == 0 {
+                    let freeze = self.freeze_word().load(SeqCst);
+                    if freeze & (FROZEN | EXPIRED) == FROZEN && gave_up_on != Some(freeze) {
+                        // Not a breach if we go in now: our process is
+                        // inside, so the freezer has not drained yet.
+                        if self.wait_frozen(freeze, &mut wait_start) {
+                            gave_up_on = Some(freeze);
+                        }
+                        continue;
+                    }
+                }
                 if slot
                     .compare_exchange_weak(cur, cur + 1, SeqCst, Relaxed)
                     .is_ok()
                 {
+                    thread_depth_add(self.id, 1);
                     return Ok(Entered::Nested);
                 }
                 continue;
@@ -622,39 +650,50 @@ impl Barrier {
             let freeze = self.freeze_word().load(SeqCst);
             if freeze & FROZEN == 0 {
                 slot.store(HELD | 1, SeqCst);
+                thread_depth_add(self.id, 1);
                 return Ok(Entered::Entered);
             }
             if freeze & EXPIRED != 0 || gave_up_on == Some(freeze & !EXPIRED) {
                 self.hdr64(OFF_BREACHES).fetch_add(1, SeqCst);
                 slot.store(HELD | 1, SeqCst);
+                thread_depth_add(self.id, 1);
                 return Ok(Entered::Breached);
             }
             // Frozen: step back out, tell the freezer, wait.
             slot.store(0, SeqCst);
             self.bump_drain();
-            let now = kernel::monotonic_ns();
-            let start = *wait_start.get_or_insert(now);
-            let own = nanos(self.max_freeze);
-            let deadline = self
-                .hdr64(OFF_DEADLINE)
-                .load(SeqCst)
-                .min(
-                    self.hdr64(OFF_FREEZE_START)
-                        .load(SeqCst)
-                        .saturating_add(own),
-                )
-                .min(start.saturating_add(own));
-            if now >= deadline {
-                self.expire(freeze, start, now);
+            if self.wait_frozen(freeze, &mut wait_start) {
                 gave_up_on = Some(freeze & !EXPIRED);
-                continue;
             }
-            kernel::futex_wait(
-                self.freeze_word(),
-                freeze,
-                Duration::from_nanos(deadline - now),
-            );
         }
+    }
+
+    /// Sleep while the freeze word is `freeze`, at most until this writer's
+    /// bound. Returns true when the bound ran out (the freeze is then marked
+    /// expired and the caller goes in).
+    fn wait_frozen(&self, freeze: u32, wait_start: &mut Option<u64>) -> bool {
+        let now = kernel::monotonic_ns();
+        let start = *wait_start.get_or_insert(now);
+        let own = nanos(self.max_freeze);
+        let deadline = self
+            .hdr64(OFF_DEADLINE)
+            .load(SeqCst)
+            .min(
+                self.hdr64(OFF_FREEZE_START)
+                    .load(SeqCst)
+                    .saturating_add(own),
+            )
+            .min(start.saturating_add(own));
+        if now >= deadline {
+            self.expire(freeze, start, now);
+            return true;
+        }
+        kernel::futex_wait(
+            self.freeze_word(),
+            freeze,
+            Duration::from_nanos(deadline - now),
+        );
+        false
     }
 
     /// A writer's bound ran out during freeze `freeze`: mark it expired so
@@ -707,6 +746,7 @@ impl Barrier {
             let new = if cur & DEPTH_MASK == 1 { 0 } else { cur - 1 };
             match slot.compare_exchange_weak(cur, new, SeqCst, Acquire) {
                 Ok(_) => {
+                    thread_depth_add(self.id, -1);
                     // Dekker again: our SeqCst store, then the freeze flag;
                     // the freezer sets the flag, then reads the drain word.
                     if new == 0 && self.freeze_word().load(SeqCst) & FROZEN != 0 {
@@ -958,6 +998,47 @@ pub fn syncfs(path: &Path) -> io::Result<()> {
         .custom_flags(libc::O_CLOEXEC)
         .open(path)?;
     kernel::syncfs(&file)
+}
+
+/// Handle ids (never reused, so a stale per-thread entry matches nothing).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// (handle id, this thread's enters minus its leaves) for the handles
+    /// this thread is inside; usually zero or one entry.
+    static THREAD_DEPTHS: RefCell<Vec<(u64, u32)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn thread_depth(id: u64) -> u32 {
+    THREAD_DEPTHS
+        .try_with(|d| {
+            d.borrow()
+                .iter()
+                .find(|(i, _)| *i == id)
+                .map_or(0, |(_, n)| *n)
+        })
+        .unwrap_or(0)
+}
+
+/// Adjust this thread's depth, never below 0 (a thread may leave what
+/// another entered: the other's count then stays high, which only lets it
+/// nest while its process is inside, which is safe).
+fn thread_depth_add(id: u64, delta: i32) {
+    let _ = THREAD_DEPTHS.try_with(|d| {
+        let mut d = d.borrow_mut();
+        match d.iter().position(|(i, _)| *i == id) {
+            Some(pos) => {
+                let n = d[pos].1.saturating_add_signed(delta);
+                if n == 0 {
+                    d.swap_remove(pos);
+                } else {
+                    d[pos].1 = n;
+                }
+            }
+            None if delta > 0 => d.push((id, delta as u32)),
+            None => {}
+        }
+    });
 }
 
 fn next_generation(word: u32) -> u32 {

@@ -111,10 +111,14 @@ fn spin_for(ns: u64) {
 
 #[test]
 fn barrier_with_real_processes() {
-    let scenarios: [(&str, fn()); 7] = [
+    let scenarios: [(&str, fn()); 8] = [
         (
             "no writer inside a consistent freeze",
             no_writer_inside_a_consistent_freeze,
+        ),
+        (
+            "no writer thread inside a consistent freeze",
+            no_thread_inside_a_consistent_freeze,
         ),
         (
             "freeze gets in under 16 tight writers",
@@ -148,59 +152,95 @@ fn barrier_with_real_processes() {
 /// Writers record [entered, leaving] intervals; the freezer records
 /// [frozen, thawing]; no writer interval may overlap a consistent freeze.
 fn no_writer_inside_a_consistent_freeze() {
-    const WRITERS: usize = 6;
+    overlap(6, 1);
+}
+
+/// The same with several threads per writer process sharing one handle (the
+/// depth is per process: threads race to be the one that enters).
+fn no_thread_inside_a_consistent_freeze() {
+    overlap(2, 3);
+}
+
+fn writer_lane(b: *const cyrsync_barrier, sh: &Shared, base: usize, maxrec: usize) -> i32 {
+    let mut n = 0usize;
+    while sh.at(0).load(SeqCst) == 0 {
+        if unsafe { cyrsync_barrier_enter(b) } != CYRSYNC_STATUS_OK {
+            return 2;
+        }
+        let t0 = now_ns();
+        // Nested enters, as Cyrus takes several locks.
+        if n.is_multiple_of(3) {
+            unsafe { cyrsync_barrier_enter(b) };
+            unsafe { cyrsync_barrier_leave(b) };
+        }
+        spin_for(5_000);
+        let t1 = now_ns();
+        if unsafe { cyrsync_barrier_leave(b) } != CYRSYNC_STATUS_OK {
+            return 3;
+        }
+        if n < maxrec {
+            sh.at(base + 1 + 2 * n).store(t0, SeqCst);
+            sh.at(base + 2 + 2 * n).store(t1, SeqCst);
+            sh.at(base).store(n as u64 + 1, SeqCst);
+        }
+        n += 1;
+    }
+    0
+}
+
+fn overlap(processes: usize, threads: usize) {
+    let lanes = processes * threads;
     const MAXREC: usize = 60_000;
     const FREEZES: usize = 6;
     let dir = TempDir::new("barrier-overlap");
     let stride = 1 + 2 * MAXREC;
-    // [0] stop, [1] ready, then per writer: count, records.
-    let sh = Shared::new(2 + WRITERS * stride);
-    let pids: Vec<_> = (0..WRITERS)
-        .map(|w| {
+    // [0] stop, [1] ready, then per lane (writer thread): count, records.
+    let sh = Shared::new(2 + lanes * stride);
+    let pids: Vec<_> = (0..processes)
+        .map(|p| {
             let (sh, dir) = (&sh, &dir);
             fork_child(move || {
                 let b = open(dir, 30_000);
-                let base = 2 + w * stride;
+                let (bb, shp) = (b as usize, sh as *const Shared as usize);
+                let others: Vec<_> = (1..threads)
+                    .map(|t| {
+                        let base = 2 + (p * threads + t) * stride;
+                        std::thread::spawn(move || {
+                            // SAFETY: the mapping outlives the joined threads.
+                            let sh = unsafe { &*(shp as *const Shared) };
+                            writer_lane(bb as *const cyrsync_barrier, sh, base, MAXREC)
+                        })
+                    })
+                    .collect();
                 sh.at(1).fetch_add(1, SeqCst);
-                let mut n = 0usize;
-                while sh.at(0).load(SeqCst) == 0 {
-                    if unsafe { cyrsync_barrier_enter(b) } != CYRSYNC_STATUS_OK {
-                        return 2;
-                    }
-                    let t0 = now_ns();
-                    // Nested enters, as Cyrus takes several locks.
-                    if n.is_multiple_of(3) {
-                        unsafe { cyrsync_barrier_enter(b) };
-                        unsafe { cyrsync_barrier_leave(b) };
-                    }
-                    spin_for(5_000);
-                    let t1 = now_ns();
-                    if unsafe { cyrsync_barrier_leave(b) } != CYRSYNC_STATUS_OK {
-                        return 3;
-                    }
-                    if n < MAXREC {
-                        sh.at(base + 1 + 2 * n).store(t0, SeqCst);
-                        sh.at(base + 2 + 2 * n).store(t1, SeqCst);
-                        sh.at(base).store(n as u64 + 1, SeqCst);
-                    }
-                    n += 1;
+                let mut code = writer_lane(b, sh, 2 + p * threads * stride, MAXREC);
+                for t in others {
+                    code = code.max(t.join().unwrap_or(101));
                 }
                 unsafe { cyrsync_barrier_free(b) };
-                0
+                code
             })
         })
         .collect();
     wait_for("writers ready", Duration::from_secs(10), || {
-        sh.at(1).load(SeqCst) == WRITERS as u64
+        sh.at(1).load(SeqCst) == processes as u64
     });
     let freezer = open(&dir, 0);
     let mut freezes = Vec::new();
     for _ in 0..FREEZES {
         std::thread::sleep(Duration::from_millis(60));
         let mut f = ptr::null_mut();
+        let start = Instant::now();
         assert_eq!(
             unsafe { cyrsync_barrier_freeze(freezer, 30_000, &mut f) },
             CYRSYNC_STATUS_OK
+        );
+        // The freezer has priority, over other threads of a process inside
+        // too (generous: the machine is shared).
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "freeze took {:?}",
+            start.elapsed()
         );
         let f0 = now_ns();
         std::thread::sleep(Duration::from_millis(30));
@@ -217,7 +257,7 @@ fn no_writer_inside_a_consistent_freeze() {
         wait_ok(pid, "overlap writer");
     }
     let mut intervals = 0;
-    for w in 0..WRITERS {
+    for w in 0..lanes {
         let base = 2 + w * stride;
         let n = sh.at(base).load(SeqCst) as usize;
         assert!(n > 0, "writer {w} never got in");
@@ -236,7 +276,7 @@ fn no_writer_inside_a_consistent_freeze() {
         intervals += n;
     }
     // Writers ran between the freezes, not only before the first.
-    let after_first = (0..WRITERS)
+    let after_first = (0..lanes)
         .flat_map(|w| {
             let base = 2 + w * stride;
             let n = sh.at(base).load(SeqCst) as usize;
@@ -245,7 +285,9 @@ fn no_writer_inside_a_consistent_freeze() {
         .filter(|&i| sh.at(i).load(SeqCst) > freezes[0].1)
         .count();
     assert!(after_first > 0, "no writer got in after the first thaw");
-    eprintln!("  {intervals} writer intervals checked against {FREEZES} freezes");
+    eprintln!(
+        "  {intervals} intervals of {processes} processes x {threads} threads checked against {FREEZES} freezes"
+    );
     unsafe { cyrsync_barrier_free(freezer) };
 }
 
