@@ -33,7 +33,9 @@ use crate::ffi::cyrsync_status;
 /// Created by `cyrsync_barrier_open`, freed by `cyrsync_barrier_free`.
 /// Thread-safe: one handle may be used by any number of threads at once;
 /// the enter depth is per process, shared by its threads (a thread may leave
-/// what another entered). After fork(2) the child may keep using the handle:
+/// what another entered). A thread that holds the barrier nests at once; a
+/// thread that holds nothing waits during a freeze even if other threads of
+/// its process are inside. After fork(2) the child may keep using the handle:
 /// it takes its own slot on first use and starts with depth 0 (it does not
 /// hold what its parent holds).
 pub struct cyrsync_barrier {
@@ -214,8 +216,11 @@ pub extern "C" fn cyrsync_barrier_depth(barrier: *const cyrsync_barrier) -> u32 
 ///
 /// On success `*out` receives the freeze, which the caller must pass to
 /// `cyrsync_barrier_thaw` on the same handle (it cannot be freed otherwise).
-/// The calling process must not be inside the barrier. Thread-safe, but one
-/// handle holds at most one freeze.
+/// The calling process must not be inside the barrier, through this handle
+/// (BARRIER_HELD) or another one (the drain would wait for itself until
+/// BARRIER_DRAIN_TIMEOUT). Thread-safe, but one handle holds at most one
+/// freeze. If the freezer dies, writers go in at the deadline and the next
+/// freeze takes over at once.
 ///
 /// Returns OK, NULL_PARAMETER, BARRIER_HELD (this process is inside),
 /// BARRIER_ALREADY_FROZEN (another live freezer), BARRIER_DRAIN_TIMEOUT
