@@ -92,7 +92,7 @@
 
 mod kernel;
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -649,13 +649,16 @@ impl Barrier {
             // Dekker: our SeqCst increment above, then the freeze flag.
             let freeze = self.freeze_word().load(SeqCst);
             if freeze & FROZEN == 0 {
-                slot.store(HELD | 1, SeqCst);
+                // Release is enough: the Dekker pair is the SeqCst CAS and
+                // load above; the freezer treats any nonzero word as busy,
+                // tentative (1) or held (HELD | 1) alike.
+                slot.store(HELD | 1, Release);
                 thread_depth_add(self.id, 1);
                 return Ok(Entered::Entered);
             }
             if freeze & EXPIRED != 0 || gave_up_on == Some(freeze & !EXPIRED) {
                 self.hdr64(OFF_BREACHES).fetch_add(1, SeqCst);
-                slot.store(HELD | 1, SeqCst);
+                slot.store(HELD | 1, Release);
                 thread_depth_add(self.id, 1);
                 return Ok(Entered::Breached);
             }
@@ -1003,40 +1006,40 @@ pub fn syncfs(path: &Path) -> io::Result<()> {
 /// Handle ids (never reused, so a stale per-thread entry matches nothing).
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Handles one thread can be inside at once and still nest through a
+/// freeze (a ninth handle held by the same thread is treated as not held by
+/// it: during a freeze its nested enters wait, at most its bound).
+const THREAD_SLOTS: usize = 8;
+
 thread_local! {
-    /// (handle id, this thread's enters minus its leaves) for the handles
-    /// this thread is inside; usually zero or one entry.
-    static THREAD_DEPTHS: RefCell<Vec<(u64, u32)>> = const { RefCell::new(Vec::new()) };
+    /// (handle id, this thread's enters minus its leaves); id 0 is a free
+    /// entry. Const-initialised plain cells: no lazy init, no destructor, so
+    /// the access is a TLS offset and a few loads.
+    static THREAD_DEPTHS: [Cell<(u64, u32)>; THREAD_SLOTS] =
+        const { [const { Cell::new((0, 0)) }; THREAD_SLOTS] };
 }
 
 fn thread_depth(id: u64) -> u32 {
-    THREAD_DEPTHS
-        .try_with(|d| {
-            d.borrow()
-                .iter()
-                .find(|(i, _)| *i == id)
-                .map_or(0, |(_, n)| *n)
-        })
-        .unwrap_or(0)
+    THREAD_DEPTHS.with(|d| {
+        d.iter()
+            .map(Cell::get)
+            .find(|(i, _)| *i == id)
+            .map_or(0, |(_, n)| n)
+    })
 }
 
 /// Adjust this thread's depth, never below 0 (a thread may leave what
 /// another entered: the other's count then stays high, which only lets it
 /// nest while its process is inside, which is safe).
 fn thread_depth_add(id: u64, delta: i32) {
-    let _ = THREAD_DEPTHS.try_with(|d| {
-        let mut d = d.borrow_mut();
-        match d.iter().position(|(i, _)| *i == id) {
-            Some(pos) => {
-                let n = d[pos].1.saturating_add_signed(delta);
-                if n == 0 {
-                    d.swap_remove(pos);
-                } else {
-                    d[pos].1 = n;
-                }
+    THREAD_DEPTHS.with(|d| {
+        if let Some(cell) = d.iter().find(|c| c.get().0 == id) {
+            let n = cell.get().1.saturating_add_signed(delta);
+            cell.set(if n == 0 { (0, 0) } else { (id, n) });
+        } else if delta > 0 {
+            if let Some(free) = d.iter().find(|c| c.get().0 == 0) {
+                free.set((id, delta as u32));
             }
-            None if delta > 0 => d.push((id, delta as u32)),
-            None => {}
         }
     });
 }
