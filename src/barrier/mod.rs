@@ -138,6 +138,10 @@ const FROZEN: u32 = 1;
 const EXPIRED: u32 = 2;
 const GEN_ONE: u32 = 4;
 
+/// `my_freeze` while a freeze through the handle is being set up (never a
+/// freeze word: those have bits 0..2 = FROZEN).
+const CLAIMING: u32 = 2;
+
 const HELD: u32 = 1 << 31;
 const DEPTH_MASK: u32 = HELD - 1;
 
@@ -790,14 +794,26 @@ impl Barrier {
                 depth: own & DEPTH_MASK,
             });
         }
-        if self.my_freeze.load(SeqCst) != 0 {
+        // Claim the handle first: the OFD freezer lock does not conflict
+        // with itself, so two threads of ours would both get it.
+        if self
+            .my_freeze
+            .compare_exchange(0, CLAIMING, SeqCst, SeqCst)
+            .is_err()
+        {
             return Err(BarrierError::AlreadyFrozen {
                 pid: kernel::getpid(),
             });
         }
-        let got = kernel::ofd_try_lock(state.fd, LOCK_FREEZER)
-            .map_err(io_err("lock (freezer)", &self.path))?;
+        let got = match kernel::ofd_try_lock(state.fd, LOCK_FREEZER) {
+            Ok(got) => got,
+            Err(e) => {
+                self.my_freeze.store(0, SeqCst);
+                return Err(io_err("lock (freezer)", &self.path)(e));
+            }
+        };
         if !got {
+            self.my_freeze.store(0, SeqCst);
             return Err(BarrierError::AlreadyFrozen {
                 pid: self.map.u32_at(OFF_FREEZER_PID).load(SeqCst),
             });
@@ -819,16 +835,7 @@ impl Barrier {
         self.hdr64(OFF_DEADLINE).store(deadline, SeqCst);
         let breaches_at_start = self.hdr64(OFF_BREACHES).load(SeqCst);
         let frozen = next_generation(old) | FROZEN;
-        if self
-            .my_freeze
-            .compare_exchange(0, frozen, SeqCst, SeqCst)
-            .is_err()
-        {
-            // Another thread of ours froze through this handle meanwhile.
-            return Err(BarrierError::AlreadyFrozen {
-                pid: kernel::getpid(),
-            });
-        }
+        self.my_freeze.store(frozen, SeqCst);
         word.store(frozen, SeqCst);
         // Writers waiting on a dead freezer's word see the new deadline.
         kernel::futex_wake_all(word);
@@ -1169,6 +1176,26 @@ mod tests {
         let v = f.thaw(token).unwrap();
         assert!(!v.consistent());
         assert_eq!(v.breaches, 1);
+    }
+
+    #[test]
+    fn one_freeze_per_handle_even_when_threads_race() {
+        let dir = tmpdir("race");
+        let b = std::sync::Arc::new(Barrier::open(&dir, DEFAULT_MAX_FREEZE).unwrap());
+        for _ in 0..50 {
+            let results: Vec<_> = (0..4)
+                .map(|_| {
+                    let b = b.clone();
+                    std::thread::spawn(move || b.freeze(Duration::from_secs(5)).ok())
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect();
+            let mut won: Vec<_> = results.into_iter().flatten().collect();
+            assert_eq!(won.len(), 1);
+            assert!(b.thaw(won.pop().unwrap()).unwrap().consistent());
+        }
     }
 
     #[test]
