@@ -336,6 +336,9 @@ struct ProcState {
     fd: RawFd,
     slot: u32,
     registry: Option<usize>,
+    /// The state of an earlier fork generation this one replaced: kept
+    /// (other threads may still read it) and freed with the barrier.
+    replaced: *mut ProcState,
 }
 
 /// A handle on an instance's barrier. `Send + Sync`: share it between
@@ -529,6 +532,7 @@ impl Barrier {
                     fd,
                     slot: index,
                     registry,
+                    replaced: std::ptr::null_mut(),
                 });
             }
         }
@@ -557,7 +561,10 @@ impl Barrier {
         // SAFETY: `old` is a live published state.
         let old_state = unsafe { &*old };
         let file = open_file(&self.path)?;
-        let new = Box::into_raw(Box::new(self.take_slot(file)?));
+        let new = Box::into_raw(Box::new(ProcState {
+            replaced: old,
+            ..self.take_slot(file)?
+        }));
         match self.state.compare_exchange(old, new, AcqRel, Acquire) {
             Ok(_) => {
                 if old_state.registry.is_none() {
@@ -565,7 +572,8 @@ impl Barrier {
                     // nothing in this process uses it any more.
                     unsafe { libc::close(old_state.fd) };
                 }
-                // `old` is leaked on purpose: other threads may still read it.
+                // `old` stays allocated (other threads may still read it),
+                // chained from `new`, and is freed with the barrier.
                 // SAFETY: just published, never freed while `self` lives.
                 Ok(unsafe { &*new })
             }
@@ -1067,8 +1075,23 @@ impl Drop for Barrier {
                 // SAFETY: our inherited copy; the parent keeps its own.
                 unsafe { libc::close(state.fd) };
             }
-            return;
+        } else {
+            self.close_current(state);
         }
+        // Free the current state and those it replaced.
+        let mut next = ptr;
+        while !next.is_null() {
+            // SAFETY: each came from Box::into_raw, is reachable only
+            // through this chain, and is freed once.
+            let state = unsafe { Box::from_raw(next) };
+            next = state.replaced;
+        }
+    }
+}
+
+impl Barrier {
+    /// Drop-time work for a state of this fork generation.
+    fn close_current(&mut self, state: &ProcState) {
         let frozen = *self.my_freeze.get_mut();
         if frozen != 0 {
             log::error!(
@@ -1085,8 +1108,6 @@ impl Drop for Barrier {
             );
         }
         self.release(state);
-        // SAFETY: the current state came from Box::into_raw and is dropped once.
-        drop(unsafe { Box::from_raw(ptr) });
     }
 }
 

@@ -87,4 +87,26 @@ fn c_client_uses_the_barrier_like_cyrus() {
         stderr.contains("writers did not drain"),
         "the refused freeze was logged:\n{stderr}"
     );
+
+    // Again under valgrind where it is installed (CI installs it): no
+    // invalid access, no definite leak, in the parent or the forked child.
+    if Command::new("valgrind").arg("--version").output().is_ok() {
+        let lockdir = dir.path().join("lock-vg");
+        std::fs::create_dir_all(&lockdir).unwrap();
+        let out = Command::new("valgrind")
+            .args([
+                "--error-exitcode=99",
+                "--leak-check=full",
+                "--errors-for-leak-kinds=definite",
+            ])
+            .arg(&exe)
+            .arg(&lockdir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "C client failed under valgrind:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
