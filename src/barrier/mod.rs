@@ -113,9 +113,10 @@ const MAGIC: u64 = u64::from_ne_bytes(*b"CYRSBAR1");
 const VERSION: u32 = 1;
 const HEADER_SIZE: usize = 4096;
 const SLOT_SIZE: usize = 64;
-/// Slots in a newly created file (the number of processes that can have the
-/// barrier open at once).
-pub(crate) const DEFAULT_SLOTS: u32 = 4096;
+/// Slots in a newly created file: the number of processes that can have the
+/// barrier open at once (1 MiB file; the geometry of an existing file is
+/// kept, so changing this needs the file removed while Cyrus is down).
+pub(crate) const DEFAULT_SLOTS: u32 = 16384;
 
 const OFF_MAGIC: usize = 0;
 const OFF_VERSION: usize = 8;
