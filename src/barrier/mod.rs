@@ -75,8 +75,9 @@
 //!
 //! The depth is per process: all threads of a process share its slot, and a
 //! thread may leave what another entered (Cyrus's lock list is per process).
-//! Each thread also counts its own enters minus leaves (thread-local, no
-//! system call): a thread that holds the barrier nests at once, but a thread
+//! Each thread also counts its own enters minus leaves (one thread-local
+//! counter over all handles, no system call): a thread that holds the
+//! barrier nests at once, but a thread
 //! that holds nothing waits during a freeze even while other threads of its
 //! process are inside, so the freezer keeps its priority over a
 //! multi-threaded writer.
@@ -352,8 +353,6 @@ pub struct Barrier {
     /// Current `ProcState`; states of earlier fork generations are leaked
     /// (never freed while the barrier lives), so references stay valid.
     state: AtomicPtr<ProcState>,
-    /// Unique per handle in this process: key of the per-thread depths.
-    id: u64,
     /// The freeze word of the freeze this handle holds, 0 if none (the OFD
     /// freezer lock cannot conflict with itself, so a second freeze through
     /// the same handle is caught here).
@@ -410,7 +409,6 @@ impl Barrier {
             slot_count,
             state: AtomicPtr::new(std::ptr::null_mut()),
             my_freeze: AtomicU32::new(0),
-            id: NEXT_ID.fetch_add(1, Relaxed),
         };
         let state = barrier.take_slot(file)?;
         barrier.state.store(Box::into_raw(Box::new(state)), Release);
@@ -621,7 +619,6 @@ impl Barrier {
     pub fn enter(&self) -> Result<Entered, BarrierError> {
         let state = self.state()?;
         let slot = self.slot_word(state.slot);
-        let mine = thread_depth(self.id);
         let mut wait_start: Option<u64> = None;
         let mut gave_up_on: Option<u32> = None;
         loop {
@@ -630,7 +627,7 @@ impl Barrier {
                 if cur & DEPTH_MASK == DEPTH_MASK {
                     return Err(BarrierError::TooDeep);
                 }
-                if mine == 0 {
+                if thread_held() == 0 {
                     let freeze = self.freeze_word().load(SeqCst);
                     if freeze & (FROZEN | EXPIRED) == FROZEN && gave_up_on != Some(freeze) {
                         // Not a breach if we go in now: our process is
@@ -645,7 +642,7 @@ impl Barrier {
                     .compare_exchange_weak(cur, cur + 1, SeqCst, Relaxed)
                     .is_ok()
                 {
-                    thread_depth_add(self.id, 1);
+                    thread_held_add(1);
                     return Ok(Entered::Nested);
                 }
                 continue;
@@ -666,13 +663,13 @@ impl Barrier {
                 // load above; the freezer treats any nonzero word as busy,
                 // tentative (1) or held (HELD | 1) alike.
                 slot.store(HELD | 1, Release);
-                thread_depth_add(self.id, 1);
+                thread_held_add(1);
                 return Ok(Entered::Entered);
             }
             if freeze & EXPIRED != 0 || gave_up_on == Some(freeze & !EXPIRED) {
                 self.hdr64(OFF_BREACHES).fetch_add(1, SeqCst);
                 slot.store(HELD | 1, Release);
-                thread_depth_add(self.id, 1);
+                thread_held_add(1);
                 return Ok(Entered::Breached);
             }
             // Frozen: step back out, tell the freezer, wait.
@@ -762,7 +759,10 @@ impl Barrier {
             let new = if cur & DEPTH_MASK == 1 { 0 } else { cur - 1 };
             match slot.compare_exchange_weak(cur, new, SeqCst, Acquire) {
                 Ok(_) => {
-                    thread_depth_add(self.id, -1);
+                    // Never below 0: a thread may leave what another
+                    // entered (the other's count then stays high, which only
+                    // lets it nest while its process is inside: safe).
+                    thread_held_add(-1);
                     // Dekker again: our SeqCst store, then the freeze flag;
                     // the freezer sets the flag, then reads the drain word.
                     if new == 0 && self.freeze_word().load(SeqCst) & FROZEN != 0 {
@@ -1019,45 +1019,25 @@ pub fn syncfs(path: &Path) -> io::Result<()> {
     kernel::syncfs(&file)
 }
 
-/// Handle ids (never reused, so a stale per-thread entry matches nothing).
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Handles one thread can be inside at once and still nest through a
-/// freeze (a ninth handle held by the same thread is treated as not held by
-/// it: during a freeze its nested enters wait, at most its bound).
-const THREAD_SLOTS: usize = 8;
-
 thread_local! {
-    /// (handle id, this thread's enters minus its leaves); id 0 is a free
-    /// entry. Const-initialised plain cells: no lazy init, no destructor, so
-    /// the access is a TLS offset and a few loads.
-    static THREAD_DEPTHS: [Cell<(u64, u32)>; THREAD_SLOTS] =
-        const { [const { Cell::new((0, 0)) }; THREAD_SLOTS] };
+    /// This thread's enters minus its leaves, over all barrier handles
+    /// (never below 0). Only read when the thread's process is already
+    /// inside and a freeze is on: nonzero means "this thread holds, nest at
+    /// once". Counting all handles together can only let a thread nest
+    /// where it could have waited, and only while its process is inside
+    /// (the freezer waits for it anyway): priority, not safety. A plain
+    /// const-initialised cell: no lazy init, no destructor.
+    static THREAD_HELD: Cell<u32> = const { Cell::new(0) };
 }
 
-fn thread_depth(id: u64) -> u32 {
-    THREAD_DEPTHS.with(|d| {
-        d.iter()
-            .map(Cell::get)
-            .find(|(i, _)| *i == id)
-            .map_or(0, |(_, n)| n)
-    })
+#[inline]
+fn thread_held() -> u32 {
+    THREAD_HELD.with(Cell::get)
 }
 
-/// Adjust this thread's depth, never below 0 (a thread may leave what
-/// another entered: the other's count then stays high, which only lets it
-/// nest while its process is inside, which is safe).
-fn thread_depth_add(id: u64, delta: i32) {
-    THREAD_DEPTHS.with(|d| {
-        if let Some(cell) = d.iter().find(|c| c.get().0 == id) {
-            let n = cell.get().1.saturating_add_signed(delta);
-            cell.set(if n == 0 { (0, 0) } else { (id, n) });
-        } else if delta > 0 {
-            if let Some(free) = d.iter().find(|c| c.get().0 == 0) {
-                free.set((id, delta as u32));
-            }
-        }
-    });
+#[inline]
+fn thread_held_add(delta: i32) {
+    THREAD_HELD.with(|c| c.set(c.get().saturating_add_signed(delta)));
 }
 
 fn next_generation(word: u32) -> u32 {
@@ -1218,6 +1198,30 @@ mod tests {
             assert_eq!(won.len(), 1);
             assert!(b.thaw(won.pop().unwrap()).unwrap().consistent());
         }
+    }
+
+    #[test]
+    fn a_holding_thread_nests_through_a_draining_freeze() {
+        let dir = tmpdir("nestfreeze");
+        let w = Barrier::open(&dir, Duration::from_secs(20)).unwrap();
+        let f = std::sync::Arc::new(Barrier::open(&dir, DEFAULT_MAX_FREEZE).unwrap());
+        w.enter().unwrap();
+        let f2 = f.clone();
+        let freezer = std::thread::spawn(move || f2.freeze(Duration::from_secs(20)));
+        // Wait until the freeze is on (draining: we are inside).
+        while !w.status().unwrap().frozen {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let start = std::time::Instant::now();
+        assert_eq!(w.enter().unwrap(), Entered::Nested);
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "a holder waited for the freeze"
+        );
+        w.leave().unwrap();
+        w.leave().unwrap();
+        let token = freezer.join().unwrap().unwrap();
+        assert!(f.thaw(token).unwrap().consistent());
     }
 
     #[test]
