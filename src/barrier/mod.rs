@@ -98,7 +98,7 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
 use std::time::Duration;
@@ -372,18 +372,35 @@ fn nanos(d: Duration) -> u64 {
 }
 
 fn open_file(path: &Path) -> Result<File, BarrierError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(0o660)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(io_err("open", path))
+    let open = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o660)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+    };
+    match open() {
+        // A missing lock directory is created, as Cyrus's cyrus_mkdir does
+        // for its lock files.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(dir)
+                    .map_err(io_err("mkdir", dir))?;
+            }
+            open().map_err(io_err("open", path))
+        }
+        other => other.map_err(io_err("open", path)),
+    }
 }
 
 impl Barrier {
-    /// Open (creating if needed) the barrier file in `lock_dir` and take a
+    /// Open (creating it, and `lock_dir`, if needed) the barrier file in
+    /// `lock_dir` and take a
     /// slot for this process. `max_freeze` is this process's bound: it never
     /// waits longer than that for a freeze, whatever the freezer asked.
     pub fn open(lock_dir: &Path, max_freeze: Duration) -> Result<Barrier, BarrierError> {

@@ -125,8 +125,9 @@ fn open_dir(function: &str, dir: &[u8], max_freeze_ms: u32) -> Result<Barrier, c
 }
 
 /// Open the barrier of the instance whose lock directory is `lock_dir`
-/// (Cyrus: `<configdirectory>/lock`; the file `cyrsync-barrier` in it is
-/// created if missing) and take a slot for this process.
+/// (Cyrus: `<configdirectory>/lock`; the directory and the file
+/// `cyrsync-barrier` in it are created if missing) and take a slot for this
+/// process.
 ///
 /// `max_freeze_ms` bounds how long this process ever waits for a freeze
 /// (0 means the default, 5000). On success `*out` receives a handle the

@@ -34,12 +34,23 @@ fn null_and_bad_arguments_give_statuses_and_log() {
             CYRSYNC_STATUS_INVALID_ARGUMENT
         );
         assert!(b.is_null(), "out written on failure");
-        let missing = cs(b"/nonexistent/cyrsync/lock");
+        // A lock directory that cannot exist (under a regular file).
+        std::fs::write(dir.path().join("file"), b"").unwrap();
+        let bad = cpath(&dir.path().join("file/lock"));
         assert_eq!(
-            cyrsync_barrier_open(missing.as_ptr(), 0, &mut b),
+            cyrsync_barrier_open(bad.as_ptr(), 0, &mut b),
             CYRSYNC_STATUS_IO_ERROR
         );
         assert!(logged("IOERROR: cyrsync_barrier_open: open failed"));
+        assert!(b.is_null());
+        // A missing one is created, as Cyrus does for its lock files.
+        let missing = cpath(&dir.path().join("config/lock"));
+        assert_eq!(
+            cyrsync_barrier_open(missing.as_ptr(), 0, &mut b),
+            CYRSYNC_STATUS_OK
+        );
+        assert!(dir.path().join("config/lock/cyrsync-barrier").exists());
+        cyrsync_barrier_free(b);
         assert_eq!(
             cyrsync_barrier_enter(ptr::null()),
             CYRSYNC_STATUS_NULL_PARAMETER
