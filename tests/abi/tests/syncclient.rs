@@ -709,3 +709,51 @@ fn plan_from_a_cyrsync_reader() {
     );
     free(cfg);
 }
+
+#[test]
+fn names_are_bytes_through_deferral() {
+    // 8-bit and quoted names go to the next log byte for byte and come
+    // back through the sync log reader unchanged.
+    let dir = TempDir::new("sc-bytes");
+    let mut m = Mock::default();
+    m.locked_until.insert("fred".into(), u64::MAX);
+    let cfg = config(&mut m, CYRSYNC_LOCK_POLICY_DEFER);
+    let cbs = callbacks(&mut m);
+    let names: [&[u8]; 3] = [b"user.fred.caf\xe9", b"user.fred.a b", b"user.fred.q\"{x}"];
+    unsafe {
+        let mut plan = ptr::null_mut();
+        assert_eq!(cyrsync_syncclient_plan_new(&mut plan), CYRSYNC_STATUS_OK);
+        let t = cs(b"MAILBOX");
+        for n in names {
+            let n = cs(n);
+            assert_eq!(
+                cyrsync_syncclient_plan_add(plan, &cbs, t.as_ptr(), n.as_ptr(), ptr::null()),
+                CYRSYNC_STATUS_OK
+            );
+        }
+        let ch = cs(b"bytes");
+        let mut res: cyrsync_syncclient_results = std::mem::zeroed();
+        assert_eq!(
+            cyrsync_syncclient_execute(plan, cfg, &cbs, dir.c().as_ptr(), ch.as_ptr(), &mut res),
+            CYRSYNC_STATUS_OK
+        );
+        assert_eq!(res.deferred, 3);
+        cyrsync_syncclient_plan_free(plan);
+
+        let mut reader = ptr::null_mut();
+        assert_eq!(
+            cyrsync_synclog_reader_new_channel(dir.c().as_ptr(), ch.as_ptr(), &mut reader),
+            CYRSYNC_STATUS_OK
+        );
+        assert_eq!(cyrsync_synclog_reader_begin(reader), CYRSYNC_STATUS_OK);
+        let items = drain(reader);
+        assert_eq!(cyrsync_synclog_reader_end(reader), CYRSYNC_STATUS_OK);
+        cyrsync_synclog_reader_free(reader);
+        let got: Vec<&[u8]> = items.iter().map(|i| i.arg1.as_slice()).collect();
+        assert_eq!(got, names);
+        assert!(items
+            .iter()
+            .all(|i| i.kind == b"MAILBOX" && i.arg2.is_none()));
+    }
+    free(cfg);
+}

@@ -80,10 +80,12 @@ impl Mock {
     }
 }
 
-unsafe fn s<'a>(p: *const c_char, len: usize) -> &'a str {
+/// A name from cyrsync as text (names are bytes: non-UTF-8 is shown
+/// lossily, which is enough to recognise users here).
+unsafe fn s(p: *const c_char, len: usize) -> String {
     let b = unsafe { CStr::from_ptr(p) }.to_bytes();
     assert_eq!(b.len(), len, "length matches the NUL-terminated string");
-    std::str::from_utf8(b).unwrap()
+    String::from_utf8_lossy(b).into_owned()
 }
 
 unsafe fn mock<'a>(ud: *mut c_void) -> &'a mut Mock {
@@ -101,7 +103,7 @@ unsafe extern "C" fn mailboxes(
     let names: Vec<String> = (0..count)
         .map(|i| {
             let n = unsafe { *names.add(i) };
-            unsafe { s(n.name, n.len) }.to_owned()
+            unsafe { s(n.name, n.len) }
         })
         .collect();
     m.now_us += 10_000;
@@ -136,7 +138,7 @@ macro_rules! one {
             error: *mut c_int,
         ) -> u32 {
             let m = unsafe { mock(ud) };
-            let name = unsafe { s(name, len) }.to_owned();
+            let name = unsafe { s(name, len) };
             let user: fn(&str) -> Option<String> = $user;
             let line = format!("{} {}", $word, name);
             let (r, code) = m.answer(line.clone(), user(&name), line);
@@ -166,8 +168,8 @@ macro_rules! two {
             error: *mut c_int,
         ) -> u32 {
             let m = unsafe { mock(ud) };
-            let user = unsafe { s(user, ulen) }.to_owned();
-            let mbox = unsafe { s(mbox, mlen) }.to_owned();
+            let user = unsafe { s(user, ulen) };
+            let mbox = unsafe { s(mbox, mlen) };
             let line = format!("{} {} {}", $word, user, mbox);
             let (r, code) = m.answer(line.clone(), Some(user), line);
             if r != CYRSYNC_REPLY_OK {
@@ -188,7 +190,7 @@ unsafe extern "C" fn restart(ud: *mut c_void, _error: *mut c_int) -> u32 {
 }
 
 unsafe extern "C" fn to_userid(_ud: *mut c_void, name: *const c_char, len: usize) -> *mut c_char {
-    match userid_of(unsafe { s(name, len) }) {
+    match userid_of(&unsafe { s(name, len) }) {
         Some(u) => {
             let c = CString::new(u).unwrap();
             // cyrsync frees it with free(3)
@@ -207,7 +209,7 @@ unsafe extern "C" fn name_history(
 ) {
     let m = unsafe { mock(ud) };
     let name = unsafe { s(name, len) };
-    if let Some(former) = m.history.get(name) {
+    if let Some(former) = m.history.get(&name) {
         for f in former {
             unsafe { add.unwrap()(ctx, f.as_ptr().cast(), f.len()) };
         }
