@@ -112,38 +112,46 @@ fn show(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let dir = channel_dir(&config_dir, name);
-    let label = name.map_or_else(|| "(default)".to_string(), |n| n.escape_ascii().to_string());
-    println!("channel {label}: {}", dir.display());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match render_show(&config_dir, name, now) {
+        Ok(text) => print!("{text}"),
+        Err(e) => {
+            eprintln!("cyrsync channel show: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The `show` report of a channel at time `now` (seconds since the epoch).
+fn render_show(config_dir: &Path, name: Option<&[u8]>, now: u64) -> Result<String, String> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let dir = channel_dir(config_dir, name);
+    let label = name.map_or_else(|| "(default)".to_string(), printable);
+    let _ = writeln!(out, "channel {label}: {}", dir.display());
     for (file, what) in [
         ("log", "pending log"),
         ("log-run", "log-run (being run, or kept by a failed run)"),
     ] {
         let path = dir.join(file);
-        match count_items(&path) {
-            Ok(Some((bytes, items))) => println!("  {what}: {bytes} bytes, {items} items"),
-            Ok(None) => println!("  {what}: none"),
-            Err(e) => println!("  {what}: unreadable: {e}"),
-        }
+        let _ = match count_items(&path) {
+            Ok(Some((bytes, items))) => writeln!(out, "  {what}: {bytes} bytes, {items} items"),
+            Ok(None) => writeln!(out, "  {what}: none"),
+            Err(e) => writeln!(out, "  {what}: unreadable: {e}"),
+        };
     }
-    let state = match ChannelState::load(&dir.join(STATE_FILE)) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!(
-                "cyrsync channel show: {}: {e}",
-                dir.join(STATE_FILE).display()
-            );
-            return ExitCode::from(1);
-        }
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let state_path = dir.join(STATE_FILE);
+    let state =
+        ChannelState::load(&state_path).map_err(|e| format!("{}: {e}", state_path.display()))?;
     let mut deferred: Vec<_> = state.deferred.iter().collect();
     deferred.sort_by(|a, b| (a.1.first, a.0).cmp(&(b.1.first, b.0)));
-    println!("  deferred items: {}", deferred.len());
+    let _ = writeln!(out, "  deferred items: {}", deferred.len());
     for (line, d) in deferred {
-        println!(
+        let _ = writeln!(
+            out,
             "    {}  first {} ago, last {} ago, deferred {} time(s)",
             printable(line),
             age(now.saturating_sub(d.first)),
@@ -153,33 +161,40 @@ fn show(args: Vec<OsString>) -> ExitCode {
     }
     let mut failed: Vec<_> = state.failed.iter().collect();
     failed.sort();
-    println!("  items failing runs: {}", failed.len());
+    let _ = writeln!(out, "  items failing runs: {}", failed.len());
     for (line, n) in failed {
-        println!("    {}  {n} consecutive failed run(s)", printable(line));
+        let _ = writeln!(
+            out,
+            "    {}  {n} consecutive failed run(s)",
+            printable(line)
+        );
     }
     let quarantine = dir.join(QUARANTINE_FILE);
     match std::fs::read(&quarantine) {
         Ok(data) => {
-            let lines: Vec<&[u8]> = data
+            let lines = data
                 .split(|&b| b == b'\n')
                 .filter(|l| !l.is_empty())
-                .collect();
-            println!(
-                "  quarantine: {} item(s) in {} (replay with sync_client -f)",
-                lines.len(),
+                .count();
+            let _ = writeln!(
+                out,
+                "  quarantine: {lines} item(s) in {} (replay with sync_client -f)",
                 quarantine.display()
             );
             for (when, line) in &state.quarantined {
-                println!(
+                let _ = writeln!(
+                    out,
                     "    {}  quarantined {} ago",
                     printable(line),
                     age(now.saturating_sub(*when))
                 );
             }
         }
-        Err(_) => println!("  quarantine: none"),
+        Err(_) => {
+            let _ = writeln!(out, "  quarantine: none");
+        }
     }
-    ExitCode::SUCCESS
+    Ok(out)
 }
 
 /// Bytes as text, non-printable ones as `\xNN`.
@@ -342,6 +357,36 @@ mod tests {
      5. UNUSER u3
 "
         );
+    }
+
+    #[test]
+    fn show_reports_log_deferrals_failures_and_quarantine() {
+        let dir = std::env::temp_dir().join(format!("cyrsync-cli-show-{}", std::process::id()));
+        let ch = dir.join("sync/ch");
+        std::fs::create_dir_all(&ch).unwrap();
+        std::fs::write(ch.join("log"), "USER a\nMAILBOX user.a.x\n").unwrap();
+        std::fs::write(
+            ch.join(STATE_FILE),
+            "deferred 1000 1900 3 SEEN a \"user.a.my box\"\nfailed 2 UNMAILBOX shared.bad\nquarantined 1500 USER z\n",
+        )
+        .unwrap();
+        std::fs::write(ch.join(QUARANTINE_FILE), "USER z\n").unwrap();
+        let text = render_show(&dir, Some(b"ch"), 2000).unwrap();
+        let expected = format!(
+            "channel ch: {d}
+  pending log: 24 bytes, 2 items
+  log-run (being run, or kept by a failed run): none
+  deferred items: 1
+    SEEN a \"user.a.my box\"  first 16m ago, last 100s ago, deferred 3 time(s)
+  items failing runs: 1
+    UNMAILBOX shared.bad  2 consecutive failed run(s)
+  quarantine: 1 item(s) in {d}/log-quarantine (replay with sync_client -f)
+    USER z  quarantined 8m ago
+",
+            d = ch.display()
+        );
+        assert_eq!(text, expected);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
