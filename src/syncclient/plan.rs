@@ -51,6 +51,8 @@ pub struct Cohort {
     /// `mboxname_to_userid` of the mailboxes, empty for non-user mailboxes.
     pub userid: Box<[u8]>,
     pub mailboxes: ActionList,
+    /// Creation order (first appearance in the log).
+    seq: usize,
 }
 
 /// Order in which cohorts are executed.
@@ -122,6 +124,7 @@ pub struct Plan {
     /// Number of items fed in.
     pub items: u64,
     optimised: bool,
+    last_cohort: Option<usize>,
 }
 
 /// One step of a plan, as the executor would first try it (for dry runs
@@ -155,6 +158,12 @@ impl Plan {
     }
 
     fn cohort(&mut self, userid: &[u8]) -> &mut ActionList {
+        // Logs come in runs of one user's items: try the last cohort first.
+        if let Some(i) = self.last_cohort {
+            if &*self.cohorts[i].userid == userid {
+                return &mut self.cohorts[i].mailboxes;
+            }
+        }
         let index = match self.cohort_index.get(userid) {
             Some(&i) => i,
             None => {
@@ -162,11 +171,13 @@ impl Plan {
                 self.cohorts.push(Cohort {
                     userid: userid.into(),
                     mailboxes: ActionList::new(),
+                    seq: i,
                 });
                 self.cohort_index.insert(userid.into(), i);
                 i
             }
         };
+        self.last_cohort = Some(index);
         &mut self.cohorts[index].mailboxes
     }
 
@@ -280,9 +291,10 @@ impl Plan {
 
     /// Reorder the cohorts.
     pub fn order_cohorts(&mut self, order: CohortOrder) {
+        self.last_cohort = None;
         match order {
             CohortOrder::FirstSeen => {
-                self.cohorts.sort_by_key(|c| self.cohort_index[&c.userid]);
+                self.cohorts.sort_by_key(|c| c.seq);
             }
             CohortOrder::CyrusHash { seed, size } => {
                 let size = size.max(1);
@@ -292,6 +304,9 @@ impl Plan {
                     ba.cmp(&bb).then_with(|| a.userid.cmp(&b.userid))
                 });
             }
+        }
+        for (i, c) in self.cohorts.iter().enumerate() {
+            self.cohort_index.insert(c.userid.clone(), i);
         }
     }
 
@@ -659,5 +674,28 @@ mod proptests {
             slow.optimise();
             prop_assert_eq!(fast.steps(), slow.steps());
         }
+    }
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    #[test]
+    fn reordering_keeps_lookups_and_first_seen_order() {
+        let mut plan = Plan::new();
+        let mut f = default_mboxname_to_userid;
+        for u in ["c", "a", "b"] {
+            plan.add_item(b"MAILBOX", format!("user.{u}").as_bytes(), None, &mut f);
+        }
+        plan.order_cohorts(CohortOrder::CyrusHash { seed: 0, size: 1 });
+        let ids: Vec<&[u8]> = plan.cohorts.iter().map(|c| &*c.userid).collect();
+        assert_eq!(ids, [&b"a"[..], b"b", b"c"]);
+        // still finds the right cohort after the reorder
+        plan.add_item(b"MAILBOX", b"user.c.x", None, &mut f);
+        plan.order_cohorts(CohortOrder::FirstSeen);
+        let ids: Vec<&[u8]> = plan.cohorts.iter().map(|c| &*c.userid).collect();
+        assert_eq!(ids, [&b"c"[..], b"a", b"b"]);
+        assert_eq!(plan.cohorts[0].mailboxes.len(), 2);
     }
 }
