@@ -795,9 +795,11 @@ cyrsync_status cyrsync_syncclient_config_set_policy_name(struct cyrsync_syncclie
 
 /**
  * Set the backoff bounds of policies B and A: the first delay bound
- * `base_ms` (doubling per retry up to `max_delay_ms`; each sleep is uniform
- * in [0, bound]), at most `max_attempts` retries per item and at most
- * `max_total_ms` of sleep per item. `base_ms` > `max_delay_ms` is
+ * `base_ms` (doubling per retry up to `max_delay_ms`; each delay is uniform
+ * in [0, bound]), at most `max_attempts` retries per item, none later than
+ * `max_total_ms` after the item was first LOCKED. A waiting item does not
+ * hold up the others: the run goes on and retries it when due, and waits
+ * at its end for the last ones. `base_ms` > `max_delay_ms` is
  * INVALID_ARGUMENT.
  *
  * Not concurrently with other use of the configuration.

@@ -422,9 +422,11 @@ pub extern "C" fn cyrsync_syncclient_config_set_policy_name(
 }
 
 /// Set the backoff bounds of policies B and A: the first delay bound
-/// `base_ms` (doubling per retry up to `max_delay_ms`; each sleep is uniform
-/// in [0, bound]), at most `max_attempts` retries per item and at most
-/// `max_total_ms` of sleep per item. `base_ms` > `max_delay_ms` is
+/// `base_ms` (doubling per retry up to `max_delay_ms`; each delay is uniform
+/// in [0, bound]), at most `max_attempts` retries per item, none later than
+/// `max_total_ms` after the item was first LOCKED. A waiting item does not
+/// hold up the others: the run goes on and retries it when due, and waits
+/// at its end for the last ones. `base_ms` > `max_delay_ms` is
 /// INVALID_ARGUMENT.
 ///
 /// Not concurrently with other use of the configuration.
@@ -828,12 +830,16 @@ fn run(
             userdata: ud,
             rng: SystemClock::default(),
             seed,
+            start: std::time::Instant::now(),
+            slept: Duration::ZERO,
         }),
         (None, Some(seed)) => Box::new(HostClock {
             sleep: real_sleep,
             userdata: std::ptr::null_mut(),
             rng: SystemClock::default(),
             seed: Some(seed),
+            start: std::time::Instant::now(),
+            slept: Duration::ZERO,
         }),
         (None, None) => Box::new(SystemClock::default()),
     };
@@ -879,10 +885,19 @@ struct HostClock {
     userdata: *mut c_void,
     rng: SystemClock,
     seed: Option<u64>,
+    start: std::time::Instant,
+    slept: Duration,
 }
 
 impl Clock for HostClock {
+    /// The larger of the real time and the time the host was asked to
+    /// sleep: right for a host that sleeps, and for one whose time is
+    /// virtual (tests).
+    fn now(&mut self) -> Duration {
+        self.start.elapsed().max(self.slept)
+    }
     fn sleep(&mut self, duration: Duration) {
+        self.slept += duration;
         let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
         // SAFETY: the host registered this function for these calls.
         unsafe { (self.sleep)(self.userdata, micros) }

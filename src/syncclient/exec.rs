@@ -26,7 +26,12 @@
 //!
 //! What differs from C is only what happens on LOCKED when running for a
 //! channel, chosen by [`LockPolicy`], and the quarantine of items that make
-//! run after run bail out (see [`ChannelSink`]).
+//! run after run bail out (see [`ChannelSink`]). Retries (policies B, C, A)
+//! run after C's order has moved on: their outcome becomes the run's `r`,
+//! and a retried item that fails with another error than LOCKED is
+//! deferred (its list has already run, so C's promotion cannot apply; the
+//! next run applies it). QUOTA/ANNOTATION promotion resolves the owner
+//! (see `promote_name`) where C would call `sync_do_user(NULL)`.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -110,8 +115,10 @@ pub enum LockPolicy {
     /// D: defer at once to the channel's log (C's behaviour).
     #[default]
     Defer,
-    /// B: retry in the same run with exponential backoff and full jitter,
-    /// bounded attempts and total wait, then defer.
+    /// B: retry later in the same run with exponential backoff and full
+    /// jitter, bounded attempts and total wait, then defer. The run goes on
+    /// while an item waits; at its end the run waits for the last retries
+    /// (so locked items wait side by side, not one after another).
     Backoff,
     /// C: one retry after the rest of the run, then defer.
     RetryLater,
@@ -149,7 +156,8 @@ pub struct Config {
     pub max_delay: Duration,
     /// Backoff: retries after the first LOCKED answer.
     pub max_attempts: u32,
-    /// Backoff: total sleep for one item.
+    /// Backoff: how long after an item was first LOCKED its last retry
+    /// may start.
     pub max_total_wait: Duration,
     /// Items that made this many consecutive runs bail out are quarantined
     /// instead of bailing again; 0 disables quarantine.
@@ -171,6 +179,8 @@ impl Default for Config {
 
 /// Time and randomness, injectable so tests are fast and deterministic.
 pub trait Clock {
+    /// Monotonic time since an arbitrary origin.
+    fn now(&mut self) -> Duration;
     fn sleep(&mut self, duration: Duration);
     /// Uniform in `[0, max]` (full jitter).
     fn jitter(&mut self, max: Duration) -> Duration;
@@ -180,6 +190,7 @@ pub trait Clock {
 /// from the time and the process id.
 pub struct SystemClock {
     state: u64,
+    start: std::time::Instant,
 }
 
 impl Default for SystemClock {
@@ -190,6 +201,7 @@ impl Default for SystemClock {
             .unwrap_or(0);
         SystemClock {
             state: (nanos ^ (u64::from(std::process::id()) << 32)) | 1,
+            start: std::time::Instant::now(),
         }
     }
 }
@@ -199,11 +211,15 @@ impl SystemClock {
     pub fn with_seed(seed: u64) -> Self {
         SystemClock {
             state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            start: std::time::Instant::now(),
         }
     }
 }
 
 impl Clock for SystemClock {
+    fn now(&mut self) -> Duration {
+        self.start.elapsed()
+    }
     fn sleep(&mut self, duration: Duration) {
         std::thread::sleep(duration);
     }
@@ -312,7 +328,37 @@ enum After {
     Bail(Reply),
 }
 
-/// Queued for policy C's retry after the rest of the run.
+/// A LOCKED item waiting for its next try (policies B and A).
+struct Pending {
+    due: Duration,
+    seq: u64,
+    item: Later,
+    /// Retries scheduled so far.
+    attempts: u32,
+    /// When it was first found LOCKED.
+    first: Duration,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Pending {
+    /// Reversed: the earliest due is the greatest, for `BinaryHeap`.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.due, other.seq).cmp(&(self.due, self.seq))
+    }
+}
+
+/// Queued for policy C's retry after the rest of the run, or for a
+/// backoff retry.
 enum Later {
     Cohort(Vec<Vec<u8>>),
     Single(Op),
@@ -325,6 +371,12 @@ struct Executor<'a> {
     config: Config,
     report: RunReport,
     later: Vec<Later>,
+    /// Policies B and A: LOCKED items waiting for their next try.
+    retry: std::collections::BinaryHeap<Pending>,
+    seq: u64,
+    /// Outcome of the last retry (B, A, C), which comes after C's own last
+    /// action and so stands for C's `r`.
+    retry_r: Option<Reply>,
 }
 
 /// Run a plan against a target. `channel` is `None` in the one-shot modes
@@ -344,6 +396,9 @@ pub fn execute<'a>(
         config,
         report: RunReport::default(),
         later: Vec::new(),
+        retry: std::collections::BinaryHeap::new(),
+        seq: 0,
+        retry_r: None,
     };
     plan.optimise();
     let r = ex.run(plan);
@@ -372,32 +427,129 @@ impl Executor<'_> {
         }
     }
 
-    /// Policies B and A: retry while LOCKED, sleeping a full-jitter
-    /// exponential delay, within the attempt and total-wait bounds.
-    fn backoff(&mut self, first: Reply, mut attempt: impl FnMut(&mut Self) -> Reply) -> Reply {
-        let mut r = first;
-        let mut waited = Duration::ZERO;
-        for n in 0..self.config.max_attempts {
-            let remaining = self.config.max_total_wait.saturating_sub(waited);
-            if remaining.is_zero() && n > 0 {
-                break;
-            }
-            let cap = self
-                .config
-                .base_delay
-                .saturating_mul(1u32.checked_shl(n).unwrap_or(u32::MAX))
-                .min(self.config.max_delay)
-                .min(remaining);
-            let delay = self.clock.jitter(cap).min(cap);
-            self.clock.sleep(delay);
-            waited += delay;
-            self.report.counters.retried += 1;
-            r = attempt(self);
-            if !r.is_locked() {
-                return r;
-            }
+    /// Policies B and A: schedule the next try of a LOCKED item after a
+    /// full-jitter exponential delay (attempt n waits up to `base * 2^n`,
+    /// capped by `max_delay` and by what is left of `max_total_wait` since
+    /// the item was first LOCKED). The run goes on meanwhile. Gives the
+    /// item back when it has used its attempts or its time.
+    fn schedule(&mut self, item: Later, attempts: u32, first: Duration) -> Result<(), Later> {
+        let now = self.clock.now();
+        let waited = now.saturating_sub(first);
+        if attempts >= self.config.max_attempts || waited >= self.config.max_total_wait {
+            return Err(item);
         }
-        r
+        let cap = self
+            .config
+            .base_delay
+            .saturating_mul(1u32.checked_shl(attempts).unwrap_or(u32::MAX))
+            .min(self.config.max_delay)
+            .min(self.config.max_total_wait - waited);
+        let delay = self.clock.jitter(cap).min(cap);
+        self.seq += 1;
+        self.retry.push(Pending {
+            due: now + delay,
+            seq: self.seq,
+            item,
+            attempts: attempts + 1,
+            first,
+        });
+        Ok(())
+    }
+
+    /// Run the backoff retries that are due; with `wait`, sleep until every
+    /// one has been run. A retry that succeeds is done; one still LOCKED is
+    /// scheduled again, or when out of attempts deferred (B) or fails the
+    /// run (A); another error defers it (the next run applies C's full
+    /// rules: its list has already run here). Err: bail out with this.
+    fn poll(&mut self, wait: bool) -> Result<(), Reply> {
+        loop {
+            let Some(top) = self.retry.peek() else {
+                return Ok(());
+            };
+            let now = self.clock.now();
+            if top.due > now {
+                if !wait {
+                    return Ok(());
+                }
+                let d = top.due - now;
+                self.clock.sleep(d);
+                continue;
+            }
+            let p = self.retry.pop().expect("peeked");
+            self.report.counters.retried += 1;
+            let r = match p.item {
+                Later::Single(op) => {
+                    let r = self.call(&op);
+                    self.retry_r = Some(r);
+                    if r.is_ok() {
+                        self.report.counters.done += 1;
+                        if matches!(op, Op::User(_)) {
+                            let r2 = self.target.restart();
+                            if !r2.is_ok() {
+                                return Err(r2);
+                            }
+                        }
+                    } else if r.is_bye() {
+                        return Err(r);
+                    } else if r.is_locked() {
+                        match self.schedule(Later::Single(op), p.attempts, p.first) {
+                            Ok(()) => continue,
+                            Err(Later::Single(op)) => {
+                                if self.config.policy == LockPolicy::Abort {
+                                    if self.bail_or_quarantine(vec![op.record()], r) {
+                                        return Err(r);
+                                    }
+                                    continue;
+                                }
+                                self.defer(op.record())?;
+                            }
+                            Err(Later::Cohort(_)) => unreachable!("scheduled a single item"),
+                        }
+                    } else {
+                        self.defer(op.record())?;
+                    }
+                    r
+                }
+                Later::Cohort(names) => {
+                    let mut done = vec![false; names.len()];
+                    let r = self.call_mailboxes(&names, &mut done, None);
+                    if r.is_ok() {
+                        let r2 = self.target.restart();
+                        if !r2.is_ok() {
+                            return Err(r2);
+                        }
+                    } else if r.is_bye() {
+                        return Err(r);
+                    } else {
+                        let rest = unmarked(&names, &done);
+                        let rest = if r.is_locked() {
+                            match self.schedule(Later::Cohort(rest), p.attempts, p.first) {
+                                Ok(()) => continue,
+                                Err(Later::Cohort(rest)) => rest,
+                                Err(Later::Single(_)) => unreachable!("scheduled a cohort"),
+                            }
+                        } else {
+                            rest
+                        };
+                        if r.is_locked() && self.config.policy == LockPolicy::Abort {
+                            let records = rest
+                                .iter()
+                                .map(|n| Record::new(Kind::Mailbox, n, None))
+                                .collect();
+                            if self.bail_or_quarantine(records, r) {
+                                return Err(r);
+                            }
+                            continue;
+                        }
+                        for name in rest {
+                            self.defer(Record::new(Kind::Mailbox, &name, None))?;
+                        }
+                    }
+                    r
+                }
+            };
+            self.retry_r = Some(r);
+        }
     }
 
     fn defer(&mut self, record: Record) -> Result<(), Reply> {
@@ -422,31 +574,32 @@ impl Executor<'_> {
     }
 
     fn single(&mut self, op: &Op) -> After {
-        let mut r = self.call(op);
+        let r = self.call(op);
         if r.is_locked() && self.channel.is_some() {
             match self.config.policy {
                 LockPolicy::Defer => {}
                 LockPolicy::Backoff | LockPolicy::Abort => {
-                    let op2 = op.clone();
-                    r = self.backoff(r, |ex| ex.call(&op2));
+                    let now = self.clock.now();
+                    if self.schedule(Later::Single(op.clone()), 0, now).is_ok() {
+                        return After::Handled(r);
+                    }
                 }
                 LockPolicy::RetryLater => {
                     self.later.push(Later::Single(op.clone()));
                     return After::Handled(r);
                 }
             }
-            if r.is_locked() {
-                if self.config.policy == LockPolicy::Abort {
-                    return match self.bail_or_quarantine(vec![op.record()], r) {
-                        true => After::Bail(r),
-                        false => After::Handled(Reply::Ok),
-                    };
-                }
-                return match self.defer(op.record()) {
-                    Ok(()) => After::Handled(r),
-                    Err(e) => After::Bail(e),
+            // D, or B/A allowed no retry at all
+            if self.config.policy == LockPolicy::Abort {
+                return match self.bail_or_quarantine(vec![op.record()], r) {
+                    true => After::Bail(r),
+                    false => After::Handled(Reply::Ok),
                 };
             }
+            return match self.defer(op.record()) {
+                Ok(()) => After::Handled(r),
+                Err(e) => After::Bail(e),
+            };
         }
         if r.is_ok() {
             self.report.counters.done += 1;
@@ -535,10 +688,12 @@ impl Executor<'_> {
             match self.config.policy {
                 LockPolicy::Defer => {}
                 LockPolicy::Backoff | LockPolicy::Abort => {
-                    let names2 = names.clone();
-                    let mut done2 = std::mem::take(&mut done);
-                    r = self.backoff(r, |ex| ex.call_mailboxes(&names2, &mut done2, Some(())));
-                    done = done2;
+                    let now = self.clock.now();
+                    let rest = unmarked(&names, &done);
+                    if self.schedule(Later::Cohort(rest), 0, now).is_ok() {
+                        // as after a deferral: C's r is 0, so RESTART follows
+                        return Some(self.restart_after((Reply::Ok, Vec::new())));
+                    }
                 }
                 LockPolicy::RetryLater => {
                     let rest = unmarked(&names, &done);
@@ -639,6 +794,9 @@ impl Executor<'_> {
         // 1. mailbox cohorts; C keeps only the last cohort's result
         let mut last: Option<(Reply, Vec<Record>)> = None;
         for i in 0..plan.cohorts.len() {
+            if let Err(e) = self.poll(false) {
+                return self.bail(e);
+            }
             if let Some(result) = self.cohort(plan, i) {
                 let stop = self.config.policy == LockPolicy::Abort && result.0.is_locked();
                 last = Some(result);
@@ -661,6 +819,9 @@ impl Executor<'_> {
         // 2. QUOTA
         let mut i = 0;
         while i < plan.quotas.len() {
+            if let Err(e) = self.poll(false) {
+                return self.bail(e);
+            }
             let a = plan.quotas.get(i);
             i += 1;
             if !a.active {
@@ -684,6 +845,9 @@ impl Executor<'_> {
         // 3. ANNOTATION
         let mut i = 0;
         while i < plan.annotations.len() {
+            if let Err(e) = self.poll(false) {
+                return self.bail(e);
+            }
             let a = plan.annotations.get(i);
             i += 1;
             if !a.active {
@@ -719,6 +883,9 @@ impl Executor<'_> {
         // 4. SEEN
         let mut i = 0;
         while i < plan.seens.len() {
+            if let Err(e) = self.poll(false) {
+                return self.bail(e);
+            }
             let a = plan.seens.get(i);
             i += 1;
             if !a.active {
@@ -748,6 +915,9 @@ impl Executor<'_> {
         // 5. SUB / UNSUB
         let mut i = 0;
         while i < plan.subs.len() {
+            if let Err(e) = self.poll(false) {
+                return self.bail(e);
+            }
             let a = plan.subs.get(i);
             i += 1;
             if !a.active {
@@ -770,6 +940,9 @@ impl Executor<'_> {
         // 6. UNMAILBOX
         let mut i = 0;
         while i < plan.unmailboxes.len() {
+            if let Err(e) = self.poll(false) {
+                return self.bail(e);
+            }
             let a = plan.unmailboxes.get(i);
             i += 1;
             if !a.active {
@@ -792,6 +965,9 @@ impl Executor<'_> {
         // 7. META
         let mut i = 0;
         while i < plan.metas.len() {
+            if let Err(e) = self.poll(false) {
+                return self.bail(e);
+            }
             let a = plan.metas.get(i);
             i += 1;
             if !a.active {
@@ -820,6 +996,9 @@ impl Executor<'_> {
         // 8. USER, each followed by RESTART
         let mut i = 0;
         while i < plan.users.len() {
+            if let Err(e) = self.poll(false) {
+                return self.bail(e);
+            }
             let a = plan.users.get(i).clone();
             i += 1;
             if !a.active {
@@ -853,6 +1032,9 @@ impl Executor<'_> {
         // 9. UNUSER
         let mut i = 0;
         while i < plan.unusers.len() {
+            if let Err(e) = self.poll(false) {
+                return self.bail(e);
+            }
             let a = plan.unusers.get(i);
             i += 1;
             if !a.active {
@@ -872,13 +1054,20 @@ impl Executor<'_> {
             }
         }
 
+        // Policies B and A: wait for the remaining backoff retries.
+        if let Err(e) = self.poll(true) {
+            return self.bail(e);
+        }
         // Policy C: one more try for what was LOCKED, then defer.
         if !self.later.is_empty() {
             if let Some(e) = self.run_later() {
                 return self.bail(e);
             }
         }
-        r
+        // The retries ran after C's last action: their last outcome is the
+        // run's `r` (a LOCKED item that was retried and synced does not
+        // leave C's lingering LOCKED behind).
+        self.retry_r.unwrap_or(r)
     }
 
     /// Policy C's second chance. Anything that still fails is deferred
@@ -898,6 +1087,7 @@ impl Executor<'_> {
                         self.report.counters.retried += 1;
                         self.call_mailboxes(&names, &mut done, None)
                     };
+                    self.retry_r = Some(r);
                     if r.is_ok() {
                         let r2 = self.target.restart();
                         if !r2.is_ok() {
@@ -921,6 +1111,7 @@ impl Executor<'_> {
                         self.report.counters.retried += 1;
                         self.call(&op)
                     };
+                    self.retry_r = Some(r);
                     if r.is_ok() {
                         self.report.counters.done += 1;
                         if matches!(op, Op::User(_)) {
@@ -992,6 +1183,7 @@ impl Executor<'_> {
         // its whole log (log-run), which is run again, so deferring would
         // only duplicate the items.
         self.later.clear();
+        self.retry.clear();
         self.report.bailed = Some(r);
         r
     }
