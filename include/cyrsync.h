@@ -551,9 +551,10 @@ typedef struct cyrsync_syncclient_results {
   bool io_error;
   /**
    * What Cyrus's `sync_do_reader` returns for this run: the host's error
-   * code of its last `r` (0 = OK). Note Cyrus's quirk, kept: when the
-   * last action of a run was deferred this is the LOCKED code although
-   * nothing bailed.
+   * code of its last `r` (0 = OK). Note Cyrus's quirk, kept under policy
+   * D: when the last action of a run was deferred this is the LOCKED
+   * code although nothing bailed (Cyrus then keeps and reprocesses the
+   * log). Policies B, C and A count a deferred item as OK.
    */
   int cyrus_error;
   /**

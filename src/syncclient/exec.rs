@@ -374,8 +374,8 @@ struct Executor<'a> {
     /// Policies B and A: LOCKED items waiting for their next try.
     retry: std::collections::BinaryHeap<Pending>,
     seq: u64,
-    /// Outcome of the last retry (B, A, C), which comes after C's own last
-    /// action and so stands for C's `r`.
+    /// Set when a retry (B, A, C) resolved an item (synced or deferred):
+    /// retries come after C's own last action, so the run's `r` is then OK.
     retry_r: Option<Reply>,
 }
 
@@ -477,10 +477,11 @@ impl Executor<'_> {
             }
             let p = self.retry.pop().expect("peeked");
             self.report.counters.retried += 1;
-            let r = match p.item {
+            // each arm gives the retry's reply once the item is resolved
+            // (synced or deferred); `continue` when it is not
+            let _reply = match p.item {
                 Later::Single(op) => {
                     let r = self.call(&op);
-                    self.retry_r = Some(r);
                     if r.is_ok() {
                         self.report.counters.done += 1;
                         if matches!(op, Op::User(_)) {
@@ -548,7 +549,7 @@ impl Executor<'_> {
                     r
                 }
             };
-            self.retry_r = Some(r);
+            self.retry_r = Some(Reply::Ok);
         }
     }
 
@@ -576,17 +577,24 @@ impl Executor<'_> {
     fn single(&mut self, op: &Op) -> After {
         let r = self.call(op);
         if r.is_locked() && self.channel.is_some() {
+            // Under D a deferred item leaves LOCKED in C's `r` (C's quirk,
+            // kept); the other policies count a handled item as OK.
+            let handled = if self.config.policy == LockPolicy::Defer {
+                r
+            } else {
+                Reply::Ok
+            };
             match self.config.policy {
                 LockPolicy::Defer => {}
                 LockPolicy::Backoff | LockPolicy::Abort => {
                     let now = self.clock.now();
                     if self.schedule(Later::Single(op.clone()), 0, now).is_ok() {
-                        return After::Handled(r);
+                        return After::Handled(handled);
                     }
                 }
                 LockPolicy::RetryLater => {
                     self.later.push(Later::Single(op.clone()));
-                    return After::Handled(r);
+                    return After::Handled(handled);
                 }
             }
             // D, or B/A allowed no retry at all
@@ -597,7 +605,7 @@ impl Executor<'_> {
                 };
             }
             return match self.defer(op.record()) {
-                Ok(()) => After::Handled(r),
+                Ok(()) => After::Handled(handled),
                 Err(e) => After::Bail(e),
             };
         }
@@ -1064,9 +1072,8 @@ impl Executor<'_> {
                 return self.bail(e);
             }
         }
-        // The retries ran after C's last action: their last outcome is the
-        // run's `r` (a LOCKED item that was retried and synced does not
-        // leave C's lingering LOCKED behind).
+        // The retries ran after C's last action and resolved their items:
+        // no LOCKED lingers in the run's `r` (that quirk is D's alone).
         self.retry_r.unwrap_or(r)
     }
 
@@ -1087,7 +1094,7 @@ impl Executor<'_> {
                         self.report.counters.retried += 1;
                         self.call_mailboxes(&names, &mut done, None)
                     };
-                    self.retry_r = Some(r);
+                    self.retry_r = Some(Reply::Ok);
                     if r.is_ok() {
                         let r2 = self.target.restart();
                         if !r2.is_ok() {
@@ -1111,7 +1118,7 @@ impl Executor<'_> {
                         self.report.counters.retried += 1;
                         self.call(&op)
                     };
-                    self.retry_r = Some(r);
+                    self.retry_r = Some(Reply::Ok);
                     if r.is_ok() {
                         self.report.counters.done += 1;
                         if matches!(op, Op::User(_)) {

@@ -570,6 +570,18 @@ fn last_deferred_action_makes_cs_result_locked() {
     assert_eq!(res.reply, CYRSYNC_REPLY_LOCKED);
     assert_eq!(res.cyrus_error, LOCKED_CODE);
     free(cfg);
+
+    // The quirk is D's alone: B and C defer the same item after their
+    // retries and report OK.
+    for policy in [CYRSYNC_LOCK_POLICY_BACKOFF, CYRSYNC_LOCK_POLICY_RETRY_LATER] {
+        let cfg = config(&mut m, policy);
+        set_backoff(cfg);
+        let res = execute(&mut m, cfg, "SEEN u1 user.u1.x\n", Some(&dir), Some("ch"));
+        assert_eq!((res.deferred, res.bailed), (1, false));
+        assert!(res.retried >= 1);
+        assert_eq!((res.reply, res.cyrus_error), (CYRSYNC_REPLY_OK, 0));
+        free(cfg);
+    }
 }
 
 #[test]
