@@ -40,15 +40,45 @@ impl Action {
 #[derive(Debug, Default, Clone)]
 pub struct ActionList {
     items: Vec<Action>,
-    /// First index of an entry with this name (any user).
-    by_name: HashMap<Box<[u8]>, u32>,
+    /// First index of an entry with this name (any user). Built on the
+    /// first name-only add and kept from then on: lists that never see one
+    /// (SEEN, SUB, USER, ...) never pay for it.
+    by_name: Option<HashMap<Box<[u8]>, u32>>,
     /// All indexes of entries with this user, ascending (any name).
-    by_user: HashMap<Box<[u8]>, Vec<u32>>,
+    by_user: HashMap<Box<[u8]>, Indexes>,
     /// First index of an entry with exactly this (name, user), keyed by
     /// [`pair_key`].
     by_pair: HashMap<Box<[u8]>, u32>,
     /// Reused buffer for building pair keys.
     scratch: Vec<u8>,
+}
+
+/// Indexes of a user's entries: one (the usual case) without allocating.
+#[derive(Debug, Clone)]
+enum Indexes {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Indexes {
+    fn first(&self) -> u32 {
+        match self {
+            Indexes::One(i) => *i,
+            Indexes::Many(v) => v[0],
+        }
+    }
+    fn push(&mut self, i: u32) {
+        match self {
+            Indexes::One(first) => *self = Indexes::Many(vec![*first, i]),
+            Indexes::Many(v) => v.push(i),
+        }
+    }
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Indexes::One(i) => std::slice::from_ref(i),
+            Indexes::Many(v) => v,
+        }
+    }
 }
 
 /// An unambiguous single key for a (name, user) pair: the name's length,
@@ -71,8 +101,8 @@ impl ActionList {
     pub fn add(&mut self, name: Option<&[u8]>, user: Option<&[u8]>) -> Option<usize> {
         let found = match (name, user) {
             (None, None) => return None,
-            (Some(n), None) => self.by_name.get(n).copied(),
-            (None, Some(u)) => self.by_user.get(u).map(|v| v[0]),
+            (Some(n), None) => self.name_index().get(n).copied(),
+            (None, Some(u)) => self.by_user.get(u).map(Indexes::first),
             (Some(n), Some(u)) => {
                 pair_key(&mut self.scratch, n, u);
                 self.by_pair.get(self.scratch.as_slice()).copied()
@@ -85,11 +115,16 @@ impl ActionList {
         let index = u32::try_from(self.items.len()).expect("fewer than 2^32 actions");
         let name: Option<Box<[u8]>> = name.map(Into::into);
         let user: Option<Box<[u8]>> = user.map(Into::into);
-        if let Some(n) = &name {
-            self.by_name.entry(n.clone()).or_insert(index);
+        if let (Some(n), Some(by_name)) = (&name, self.by_name.as_mut()) {
+            by_name.entry(n.clone()).or_insert(index);
         }
         if let Some(u) = &user {
-            self.by_user.entry(u.clone()).or_default().push(index);
+            match self.by_user.get_mut(u) {
+                Some(v) => v.push(index),
+                None => {
+                    self.by_user.insert(u.clone(), Indexes::One(index));
+                }
+            }
         }
         if let (Some(n), Some(u)) = (&name, &user) {
             pair_key(&mut self.scratch, n, u);
@@ -104,10 +139,24 @@ impl ActionList {
         Some(index as usize)
     }
 
+    /// The name index, built from the entries so far on first use.
+    fn name_index(&mut self) -> &HashMap<Box<[u8]>, u32> {
+        let items = &self.items;
+        self.by_name.get_or_insert_with(|| {
+            let mut map = HashMap::new();
+            for (i, a) in items.iter().enumerate() {
+                if let Some(n) = &a.name {
+                    map.entry(n.clone()).or_insert(i as u32);
+                }
+            }
+            map
+        })
+    }
+
     /// `remove_meta(user, list)`: deactivate every entry of this user.
     pub fn remove_user(&mut self, user: &[u8]) {
         if let Some(indexes) = self.by_user.get(user) {
-            for &i in indexes {
+            for &i in indexes.as_slice() {
                 self.items[i as usize].active = false;
             }
         }
