@@ -11,7 +11,9 @@
 //! [`reference::LinearList`] is a line-by-line port of the C list, kept for
 //! differential tests and the benchmark.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 
 /// One entry: C's `struct sync_action` (`name`, `user`, `active`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +45,7 @@ pub struct ActionList {
     /// First index of an entry with this name (any user). Built on the
     /// first name-only add and kept from then on: lists that never see one
     /// (SEEN, SUB, USER, ...) never pay for it.
-    by_name: Option<HashMap<Box<[u8]>, u32>>,
+    by_name: Option<NameIndex>,
     /// All indexes of entries with this user, ascending (any name).
     by_user: HashMap<Box<[u8]>, Indexes>,
     /// First index of an entry with exactly this (name, user), keyed by
@@ -51,6 +53,78 @@ pub struct ActionList {
     by_pair: HashMap<Box<[u8]>, u32>,
     /// Reused buffer for building pair keys.
     scratch: Vec<u8>,
+}
+
+/// First entry per name, without storing the names a second time: keyed by
+/// a keyed (SipHash, random per list) 64-bit hash of the name, checked
+/// against the entry; a name whose hash another name already holds goes to
+/// a small exact map.
+#[derive(Debug, Clone, Default)]
+struct NameIndex {
+    hasher: RandomState,
+    by_hash: HashMap<u64, u32, BuildIdentity>,
+    collided: HashMap<Box<[u8]>, u32>,
+}
+
+impl NameIndex {
+    fn hash(&self, name: &[u8]) -> u64 {
+        let h = self.hasher.hash_one(name);
+        // unit tests: only 4 hash values, so the collision path is exercised
+        if cfg!(test) {
+            h % 4
+        } else {
+            h
+        }
+    }
+
+    fn get(&self, items: &[Action], name: &[u8]) -> Option<u32> {
+        match self.by_hash.get(&self.hash(name)) {
+            None => None,
+            Some(&i) if items[i as usize].name.as_deref() == Some(name) => Some(i),
+            Some(_) => self.collided.get(name).copied(),
+        }
+    }
+
+    /// Record `index` for `name` unless the name already has an entry.
+    fn insert(&mut self, items: &[Action], name: &[u8], index: u32) {
+        let h = self.hash(name);
+        match self.by_hash.get(&h) {
+            None => {
+                self.by_hash.insert(h, index);
+            }
+            Some(&i) if items[i as usize].name.as_deref() == Some(name) => {}
+            Some(_) => {
+                self.collided.entry(name.into()).or_insert(index);
+            }
+        }
+    }
+}
+
+/// The hash map keys of [`NameIndex`] are already hashes.
+#[derive(Debug, Clone, Copy, Default)]
+struct BuildIdentity;
+
+impl BuildHasher for BuildIdentity {
+    type Hasher = IdentityHasher;
+    fn build_hasher(&self) -> IdentityHasher {
+        IdentityHasher(0)
+    }
+}
+
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// Indexes of a user's entries: one (the usual case) without allocating.
@@ -101,7 +175,11 @@ impl ActionList {
     pub fn add(&mut self, name: Option<&[u8]>, user: Option<&[u8]>) -> Option<usize> {
         let found = match (name, user) {
             (None, None) => return None,
-            (Some(n), None) => self.name_index().get(n).copied(),
+            (Some(n), None) => {
+                self.ensure_name_index();
+                let index = self.by_name.as_ref().expect("just built");
+                index.get(&self.items, n)
+            }
             (None, Some(u)) => self.by_user.get(u).map(Indexes::first),
             (Some(n), Some(u)) => {
                 pair_key(&mut self.scratch, n, u);
@@ -116,7 +194,7 @@ impl ActionList {
         let name: Option<Box<[u8]>> = name.map(Into::into);
         let user: Option<Box<[u8]>> = user.map(Into::into);
         if let (Some(n), Some(by_name)) = (&name, self.by_name.as_mut()) {
-            by_name.entry(n.clone()).or_insert(index);
+            by_name.insert(&self.items, n, index);
         }
         if let Some(u) = &user {
             match self.by_user.get_mut(u) {
@@ -139,18 +217,17 @@ impl ActionList {
         Some(index as usize)
     }
 
-    /// The name index, built from the entries so far on first use.
-    fn name_index(&mut self) -> &HashMap<Box<[u8]>, u32> {
-        let items = &self.items;
-        self.by_name.get_or_insert_with(|| {
-            let mut map = HashMap::new();
-            for (i, a) in items.iter().enumerate() {
+    /// Build the name index from the entries so far, on first use.
+    fn ensure_name_index(&mut self) {
+        if self.by_name.is_none() {
+            let mut index = NameIndex::default();
+            for (i, a) in self.items.iter().enumerate() {
                 if let Some(n) = &a.name {
-                    map.entry(n.clone()).or_insert(i as u32);
+                    index.insert(&self.items, n, i as u32);
                 }
             }
-            map
-        })
+            self.by_name = Some(index);
+        }
     }
 
     /// `remove_meta(user, list)`: deactivate every entry of this user.
