@@ -177,6 +177,48 @@ enum cyrsync_status
    * The call is not valid in the object's current state.
    */
   CYRSYNC_STATUS_BAD_STATE = 11,
+  /**
+   * Barrier thaw: the freeze outlived its bound (writers were free to go
+   * in): the snapshot is NOT consistent.
+   */
+  CYRSYNC_STATUS_BARRIER_EXPIRED = 200,
+  /**
+   * Barrier thaw: writers went in during the freeze after their bound:
+   * the snapshot is NOT consistent.
+   */
+  CYRSYNC_STATUS_BARRIER_BREACHED = 201,
+  /**
+   * Barrier freeze: the writers inside did not leave before the bound;
+   * the freeze was undone (nothing to thaw).
+   */
+  CYRSYNC_STATUS_BARRIER_DRAIN_TIMEOUT = 202,
+  /**
+   * Barrier leave without a matching enter in this process.
+   */
+  CYRSYNC_STATUS_BARRIER_NOT_HELD = 203,
+  /**
+   * Barrier freeze: another live process (or this handle) already holds
+   * the freeze.
+   */
+  CYRSYNC_STATUS_BARRIER_ALREADY_FROZEN = 204,
+  /**
+   * Barrier freeze by a process that is itself inside the barrier (it
+   * would wait for itself; Cyrus: IMAP_MAILBOX_LOCKED).
+   */
+  CYRSYNC_STATUS_BARRIER_HELD = 205,
+  /**
+   * Barrier open: every slot is owned by a live process.
+   */
+  CYRSYNC_STATUS_BARRIER_NO_SLOT = 206,
+  /**
+   * Barrier open: the barrier file is not one this version understands.
+   */
+  CYRSYNC_STATUS_BARRIER_BAD_FILE = 207,
+  /**
+   * Barrier thaw: the freeze had been cleared or taken over by another
+   * process: the snapshot is NOT consistent.
+   */
+  CYRSYNC_STATUS_BARRIER_LOST = 208,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -187,14 +229,96 @@ typedef uint32_t cyrsync_status;
 #endif // __cplusplus
 
 /**
- * A sync log writer (opaque).
+ * A process's handle on an instance's global write barrier (opaque).
+ *
+ * Created by `cyrsync_barrier_open`, freed by `cyrsync_barrier_free`.
+ * Thread-safe: one handle may be used by any number of threads at once;
+ * the enter depth is per process, shared by its threads (a thread may leave
+ * what another entered). A thread that holds the barrier nests at once; a
+ * thread that holds nothing waits during a freeze even if other threads of
+ * its process are inside. After fork(2) the child may keep using the handle:
+ * it takes its own slot on first use and starts with depth 0 (it does not
+ * hold what its parent holds).
+ */
+typedef struct cyrsync_barrier cyrsync_barrier;
+
+/**
+ * A freeze in progress (opaque), from `cyrsync_barrier_freeze`; consumed by
+ * `cyrsync_barrier_thaw`. Not freed any other way.
+ */
+typedef struct cyrsync_barrier_frozen cyrsync_barrier_frozen;
+
+/**
+ * A sync log writer (opaque), configured like Cyrus's `sync_log_init`.
+ *
+ * Created by `cyrsync_synclog_new`; the caller owns it and frees it with
+ * `cyrsync_synclog_free`. Thread-safe: any number of threads may log
+ * through one writer at once (each append opens, locks and closes the log
+ * file itself, so processes and threads never interleave records), except
+ * that `cyrsync_synclog_rightnow`'s pointer must not be used while another
+ * thread logs or resets. Fork-safe: a child may keep using its copy.
  */
 typedef struct cyrsync_synclog cyrsync_synclog;
 
 /**
- * A sync log reader (opaque).
+ * A sync log reader (opaque), as Cyrus's `sync_log_reader_t`.
+ *
+ * Created by one of the `cyrsync_synclog_reader_new_*` functions; the
+ * caller owns it and frees it with `cyrsync_synclog_reader_free`. Not
+ * thread-safe: use it from one thread at a time. Items it returns point
+ * into it and are valid until the next call on it.
  */
 typedef struct cyrsync_synclog_reader cyrsync_synclog_reader;
+
+/**
+ * The barrier's shared state, filled by `cyrsync_barrier_status`.
+ */
+typedef struct cyrsync_barrier_state {
+  /**
+   * A freeze is in force (possibly expired).
+   */
+  bool frozen;
+  /**
+   * The current freeze outlived its bound: writers go in.
+   */
+  bool expired;
+  /**
+   * A live process holds the freeze.
+   */
+  bool freezer_alive;
+  /**
+   * Pid of the last freezer.
+   */
+  uint32_t freezer_pid;
+  /**
+   * Milliseconds since the freeze started (0 if not frozen).
+   */
+  uint64_t frozen_for_ms;
+  /**
+   * Milliseconds left before the freeze's deadline (0 if not frozen).
+   */
+  uint64_t remaining_ms;
+  /**
+   * Writers that went in past a freeze's bound, ever.
+   */
+  uint64_t breaches;
+  /**
+   * Successful freezes, ever.
+   */
+  uint64_t freezes;
+  /**
+   * Slots in the file (processes that can have it open at once).
+   */
+  uint32_t slot_count;
+  /**
+   * Slots owned by a live process.
+   */
+  uint32_t live_slots;
+  /**
+   * Slots whose process is inside the barrier (depth > 0).
+   */
+  uint32_t inside_slots;
+} cyrsync_barrier_state;
 
 /**
  * A log callback: `level` is a syslog(3) priority (LOG_ERR = 3 ... LOG_DEBUG
@@ -239,6 +363,140 @@ extern "C" {
  * `CYRSYNC_VERSION`. Static string, never NULL. Thread-safe.
  */
 const char *cyrsync_version(void);
+
+/**
+ * Open the barrier of the instance whose lock directory is `lock_dir`
+ * (Cyrus: `<configdirectory>/lock`; the directory and the file
+ * `cyrsync-barrier` in it are created if missing) and take a slot for this
+ * process.
+ *
+ * `max_freeze_ms` bounds how long this process ever waits for a freeze
+ * (0 means the default, 5000). On success `*out` receives a handle the
+ * caller owns and frees with `cyrsync_barrier_free`. `lock_dir` is
+ * borrowed for the call only. Thread-safe.
+ *
+ * Returns OK, NULL_PARAMETER, INVALID_ARGUMENT (empty path), IO_ERROR,
+ * BARRIER_BAD_FILE or BARRIER_NO_SLOT.
+ */
+cyrsync_status cyrsync_barrier_open(const char *lock_dir,
+                                    uint32_t max_freeze_ms,
+                                    struct cyrsync_barrier **out);
+
+/**
+ * Enter the barrier (take it shared). Nestable: every enter needs one
+ * `cyrsync_barrier_leave`. Without a freeze this costs a few atomic
+ * operations and no system call. During a freeze it waits until the thaw,
+ * but never longer than the handle's bound: then it goes in anyway (logged;
+ * the freezer's verdict becomes BARRIER_BREACHED) and still returns OK.
+ * Thread-safe.
+ *
+ * Returns OK, NULL_PARAMETER, INVALID_ARGUMENT (nested 2^31 deep), or
+ * IO_ERROR / BARRIER_NO_SLOT (only in a forked child taking its slot).
+ */
+cyrsync_status cyrsync_barrier_enter(const struct cyrsync_barrier *barrier);
+
+/**
+ * Leave the barrier once. Returns OK, NULL_PARAMETER, or BARRIER_NOT_HELD
+ * if this process is not inside (including a forked child whose parent
+ * was). Thread-safe.
+ */
+cyrsync_status cyrsync_barrier_leave(const struct cyrsync_barrier *barrier);
+
+/**
+ * This process's enter depth: 0 when not inside (what a daemon asserts at
+ * the top of its command loop). 0 for NULL. No system call. Thread-safe.
+ */
+uint32_t cyrsync_barrier_depth(const struct cyrsync_barrier *barrier);
+
+/**
+ * Freeze the barrier: stop new writers, then wait until the writers inside
+ * have left, at most `max_freeze_ms` (0: 5000). The freeze ends by itself
+ * that long after it started: writers go in and the thaw reports it. Each
+ * writer process also applies its own bound.
+ *
+ * On success `*out` receives the freeze, which the caller must pass to
+ * `cyrsync_barrier_thaw` on the same handle (it cannot be freed otherwise).
+ * The calling process must not be inside the barrier, through this handle
+ * (BARRIER_HELD) or another one (the drain would wait for itself until
+ * BARRIER_DRAIN_TIMEOUT). Thread-safe, but one handle holds at most one
+ * freeze. If the freezer dies, writers go in at the deadline and the next
+ * freeze takes over at once.
+ *
+ * Returns OK, NULL_PARAMETER, BARRIER_HELD (this process is inside),
+ * BARRIER_ALREADY_FROZEN (another live freezer), BARRIER_DRAIN_TIMEOUT
+ * (writers did not leave in time; nothing is frozen), IO_ERROR.
+ */
+cyrsync_status cyrsync_barrier_freeze(const struct cyrsync_barrier *barrier,
+                                      uint32_t max_freeze_ms,
+                                      struct cyrsync_barrier_frozen **out);
+
+/**
+ * End a freeze and return its verdict. `freeze` is consumed whatever the
+ * result (do not use it again); it must come from `cyrsync_barrier_freeze`
+ * on the same `barrier`.
+ *
+ * Returns OK if the freeze was consistent (no writer went in, the bound was
+ * not exceeded: the snapshot taken under it is good); otherwise the
+ * barrier is thawed all the same and the status says why the snapshot is
+ * NOT consistent: BARRIER_BREACHED, BARRIER_EXPIRED or BARRIER_LOST (also
+ * logged). NULL_PARAMETER, INVALID_ARGUMENT (freeze of another handle: it
+ * is freed, not thawed).
+ */
+cyrsync_status cyrsync_barrier_thaw(const struct cyrsync_barrier *barrier,
+                                    struct cyrsync_barrier_frozen *freeze);
+
+/**
+ * Fill `*out` with the barrier's shared state (probes every slot: a few
+ * system calls per process; meant for monitoring, not hot paths).
+ * Thread-safe. Returns OK, NULL_PARAMETER or IO_ERROR.
+ */
+cyrsync_status cyrsync_barrier_status(const struct cyrsync_barrier *barrier,
+                                      struct cyrsync_barrier_state *out);
+
+/**
+ * Free a handle from `cyrsync_barrier_open`: releases this process's slot
+ * (if the process is still inside, that is logged and its depth dropped;
+ * a freeze still held through the handle is thawed). NULL is a no-op; the
+ * pointer from `cyrsync_barrier_global()` is refused (logged). Must not
+ * race with other calls on the same handle.
+ */
+void cyrsync_barrier_free(struct cyrsync_barrier *barrier);
+
+/**
+ * Open the process-global barrier (see `cyrsync_barrier_open` for the
+ * arguments). Call once at start-up (Cyrus: in `cyrus_init` when
+ * `global_lock` is on and CYRUS_HAVELOCK_GLOBAL is not set). A second call
+ * with the same directory is a no-op returning OK; with another directory
+ * it returns BAD_STATE. It lives until the process exits and survives
+ * fork (the child takes its own slot on first use). Thread-safe.
+ */
+cyrsync_status cyrsync_barrier_global_init(const char *lock_dir, uint32_t max_freeze_ms);
+
+/**
+ * The process-global barrier as a handle for `cyrsync_barrier_freeze`,
+ * `_thaw`, `_status`, `_enter`, ...; NULL before
+ * `cyrsync_barrier_global_init`. Borrowed: never pass it to
+ * `cyrsync_barrier_free`. Thread-safe.
+ */
+const struct cyrsync_barrier *cyrsync_barrier_global(void);
+
+/**
+ * `cyrsync_barrier_enter` on the process-global barrier; BAD_STATE before
+ * `cyrsync_barrier_global_init`.
+ */
+cyrsync_status cyrsync_barrier_global_enter(void);
+
+/**
+ * `cyrsync_barrier_leave` on the process-global barrier; BAD_STATE before
+ * `cyrsync_barrier_global_init`.
+ */
+cyrsync_status cyrsync_barrier_global_leave(void);
+
+/**
+ * `cyrsync_barrier_depth` on the process-global barrier; 0 before
+ * `cyrsync_barrier_global_init`.
+ */
+uint32_t cyrsync_barrier_global_depth(void);
 
 /**
  * Register (or, with a NULL `callback`, remove) the function that receives
