@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# tests/cyrus/barrier/bench.sh NAME=BUILDDIR... -- ns per outermost
+# mboxname_lock(LOCK_EXCLUSIVE) + mboxname_release() cycle of each build
+# (BUILDDIR/src configured tree, BUILDDIR/inst installed), with global_lock
+# off and on, side by side in one run.  Run as root (the program becomes
+# cyrus); uses /var/tmp/cb/bench.
+#   tests/cyrus/barrier/bench.sh vanilla=/var/tmp/cb/3.12.4-vanilla patched=/var/tmp/cb/3.12.4-patched
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+DIR=${BENCH_DIR:-/var/tmp/cb/bench}
+N=${BENCH_N:-200000}
+[ $# -ge 1 ] || { sed -n 2,8p "$0" >&2; exit 2; }
+rm -rf "$DIR"; mkdir -p "$DIR"
+for gl in no yes; do
+    mkdir -p "$DIR/conf-$gl/lock"
+    cat >"$DIR/imapd-$gl.conf" <<CONF
+configdirectory: $DIR/conf-$gl
+partition-default: $DIR/spool
+global_lock: $gl
+CONF
+done
+chown -R cyrus:mail "$DIR"
+declare -A res
+names=()
+for arg in "$@"; do
+    name=${arg%%=*} b=${arg#*=}
+    names+=("$name")
+    cc -O2 -I"$b/src" -I"$b/src/lib" -I"$b/src/imap" "$HERE/lockbench.c" \
+        -L"$b/inst/lib" -Wl,-rpath,"$b/inst/lib" -lcyrus_imap -lcyrus -lcyrus_min \
+        -o "$DIR/lockbench-$name"
+done
+for gl in no yes; do
+    for name in "${names[@]}"; do
+        out=$("$DIR/lockbench-$name" "$DIR/imapd-$gl.conf" "$N")
+        res[$name,$gl]=$(echo "$out" | cut -d' ' -f1)
+    done
+done
+printf '%-24s %14s %14s\n' "build (ns/cycle, best of 5 x $N)" "global_lock:no" "global_lock:yes"
+for name in "${names[@]}"; do
+    printf '%-24s %14s %14s\n' "$name" "${res[$name,no]}" "${res[$name,yes]}"
+done
