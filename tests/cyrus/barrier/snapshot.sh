@@ -125,10 +125,10 @@ EOF
 write_conf "$DIR/imapd.conf" "$DIR/conf" "$DIR/spool" yes
 cat >"$DIR/cyrus.conf" <<EOF
 START {
-  recover cmd="ctl_cyrusdb -r"
+  recover cmd="ctl_cyrusdb -C $DIR/imapd.conf -r"
 }
 SERVICES {
-  imap cmd="imapd" listen="127.0.0.1:$PORT" prefork=2 maxchild=10
+  imap cmd="imapd -C $DIR/imapd.conf" listen="127.0.0.1:$PORT" prefork=2 maxchild=10
 }
 EVENTS {
 }
@@ -145,6 +145,7 @@ for _ in $(seq 100); do
     python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $PORT), 0.2)" 2>/dev/null && break
     sleep 0.1
 done
+kill -0 "$MASTER_PID" 2>/dev/null || { echo "master died:"; cat "$DIR/master.log"; exit 1; }
 python3 - "$PORT" <<'EOF'
 import imaplib, sys
 imap = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
@@ -260,7 +261,7 @@ for k in "${SNAPS[@]}"; do
     "$SBIN/cyr_dbtool" -C "$s/imapd.conf" "$s/conf/mailboxes.db" twoskip consistent >"$s/dbtool" 2>&1 || echo "cyr_dbtool exit $?" >>"$s/dbtool"
     copied=0
     for u in test1 test2; do
-        n=$("$SBIN/mbexamine" -C "$s/imapd.conf" "user.$u" 2>/dev/null | sed -n 's/.*Exists: *\([0-9]*\).*/\1/p' | head -n1)
+        n=$("$SBIN/mbexamine" -C "$s/imapd.conf" "user.$u" 2>/dev/null | sed -n 's/.*Number of Messages: *\([0-9]*\).*/\1/p' | head -n1)
         copied=$((copied + ${n:-0}))
     done
     t0=$(cat "$s/t0")
