@@ -19,6 +19,8 @@ cyrus-patches/<version>/0003-global-barrier.patch (e.g.
      frozen   cyr_withlock_run -- cp -a conf spool SNAP     (NFROZEN times)
      cli      cyrsync withlock -C imapd.conf -- cp ...       (if --cyrsync)
      control  plain cp -a without any lock                   (NCONTROL times)
+     nested   cyr_withlock_run -- reconstruct: a Cyrus tool under the freeze
+              (CYRUS_HAVELOCK_GLOBAL=1) must not wait for it: exit 0, < MAX
      overrun  cyr_withlock_run -- sleep MAX+2: must exit 75, and the
               clients must not stall for much longer than MAX.
 4. Stops everything, then checks every copy with the copy's own config:
@@ -203,6 +205,20 @@ for i in $(seq "$NCONTROL"); do
     snapshot control "$i" su -s /bin/sh cyrus -c "$DIR/copy.sh \"\$0\""
     sleep 0.3
 done
+
+# nested: a Cyrus tool that takes exclusive mailbox locks, run under the
+# freeze, sees CYRUS_HAVELOCK_GLOBAL=1 and must not wait for its own freeze
+nt0=$(now)
+nrc=0
+# (-- : 3.12's cyr_withlock_run parses options with GNU getopt_long, which
+# would take the command's own -C as its own)
+"$SBIN/cyr_withlock_run" -C "$DIR/imapd.conf" -- "$SBIN/reconstruct" -C "$DIR/imapd.conf" user.test1 \
+    >"$DIR/nested.out" 2>&1 || nrc=$?
+nms=$(python3 -c "print(f'{($(now)-$nt0)*1000:.0f}')")
+say "nested: cyr_withlock_run reconstruct user.test1: exit $nrc in $nms ms: $(tr '\n' ' ' <"$DIR/nested.out" | cut -c1-200)"
+[ "$nrc" -eq 0 ] || fail "nested: cyr_withlock_run reconstruct exited $nrc, want 0"
+[ "$nms" -lt $((MAX * 1000)) ] || fail "nested: took $nms ms: the tool waited for its own freeze"
+sleep 0.5
 
 # overrun: a command longer than the bound
 OVER=$((MAX + 2))
