@@ -16,9 +16,9 @@ cyrus-patches/<version>/0003-global-barrier.patch (e.g.
    sasl_pwcheck_method: alwaystrue as Cassandane does).
 2. Two clients APPEND to their INBOX in a loop (appender.py).
 3. While they run, snapshots copy the config and spool dirs:
-     frozen   cyr_withlock_run -- cp -a conf spool SNAP     (NFROZEN times)
+     frozen   cyr_withlock_run -- copy conf (less proc/, socket/) and spool     (NFROZEN times)
      cli      cyrsync withlock -C imapd.conf -- cp ...       (if --cyrsync)
-     control  plain cp -a without any lock                   (NCONTROL times)
+     control  the same copy without any lock                 (NCONTROL times)
      nested   cyr_withlock_run -- reconstruct: a Cyrus tool under the freeze
               (CYRUS_HAVELOCK_GLOBAL=1) must not wait for it: exit 0, < MAX
      overrun  cyr_withlock_run -- sleep MAX+2: must exit 75, and the
@@ -174,7 +174,9 @@ cat >"$DIR/copy.sh" <<EOF
 #!/bin/sh
 set -e
 date +%s.%N >"\$1/t0"
-cp -a "$DIR/conf" "$DIR/spool" "\$1/"
+# proc/ and socket/ are run-time state (per-connection files), not data:
+# they change outside any mailbox lock, so no snapshot can hold them still
+tar -C "$DIR" -cf - --exclude=conf/proc --exclude=conf/socket conf spool | tar -C "\$1" -xf -
 date +%s.%N >"\$1/t1"
 EOF
 chmod 755 "$DIR/copy.sh"
