@@ -30,7 +30,7 @@ cyrus-patches/<version>/0003-global-barrier.patch (e.g.
    know, an index record whose file is missing or differs, a torn index),
    `cyr_dbtool ... consistent` on mailboxes.db, and the message count
    against the appends the clients had been told were done before the copy
-   started.
+   started; and tar's own "file changed as we read it" warnings.
 
 Prints a transcript; exits 0 when every frozen copy is clean, every freeze
 verdict is consistent, the overrun is reported (75) and the stall bound
@@ -292,6 +292,9 @@ for k in "${SNAPS[@]}"; do
     [ -z "$problems" ] || verdict="reconstruct: $(echo "$problems" | head -n 3 | tr '\n' '|')"
     grep -q -i 'consistent' "$s/dbtool" && ! grep -q -i 'not consistent\|inconsistent\|exit' "$s/dbtool" || verdict="$verdict; mailboxes.db: $(tr '\n' ' ' <"$s/dbtool")"
     if [ "$extra" -lt 0 ] || [ "$extra" -gt 2 ]; then verdict="$verdict; count off"; fi
+    # tar itself notices a file that changed while it was read
+    changed=$(grep -c 'file changed as we read it' "$s/out" || true)
+    [ "$changed" -eq 0 ] || verdict="$verdict; tar: $changed file(s) changed while read"
     printf '%-10s %4s %8s %6s %6s %6s  %s\n' "$k" "$rc" "$ms" "$acked" "$copied" "$extra" "$verdict"
     case $k in
         frozen-*|cli-*)
