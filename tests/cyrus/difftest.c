@@ -10,7 +10,8 @@
  *   difftest -C imapd.conf write          sync_log()/sync_log_channel() calls
  *   difftest -C imapd.conf rightnow       the same calls, printing the
  *                                          sync_log_rightnow_buf() contents
- *   difftest gen DIR                      write crafted input files to DIR
+ *   difftest gen DIR [nonsync]            write crafted input files to DIR
+ *                                          (nonsync: also {N} literals)
  *   difftest -C imapd.conf read MODE ARG  read a log, print every item
  *       MODE: file PATH | content PATH | fd PATH | channel NAME ("" = default)
  *
@@ -176,7 +177,7 @@ static void write_file(const char *dir, const char *name, const char *data, size
 
 #define W(name, lit) write_file(dir, name, lit, sizeof(lit) - 1)
 
-static void do_gen(const char *dir)
+static void do_gen(const char *dir, int nonsync)
 {
     unsigned int seed = 12345;
     size_t i, n;
@@ -198,6 +199,13 @@ static void do_gen(const char *dir)
     W("literal-zero", "MAILBOX {0+}\r\n\nUSER ok\n");
     W("literal-with-newline", "MAILBOX {3+}\r\na\nb\nUSER ok\n");
     W("literal-truncated", "USER ok\nMAILBOX {10+}\r\nabc");
+    if (nonsync) {
+        /* synchronising literals: only where the C reader does not write a
+         * continuation to its NULL output stream (3.12: non-client stream) */
+        W("literal-nonsync", "MAILBOX {3}\r\nabc\nSEEN {1}\r\nu {2}\r\nmb\nUSER ok\n");
+        W("literal-nonsync-zero", "MAILBOX {0}\r\n\nUSER ok\n");
+        W("literal-nonsync-truncated", "USER ok\nMAILBOX {10}\r\nabc");
+    }
     W("8bit", "MAILBOX user.caf\xc3\xa9\nMAILBOX \"\xff\xfe x\"\n");
     W("nil", "MAILBOX NIL\nSEEN NIL NIL\n");
     W("parens", "MAILBOX (a)\nMAILBOX a)b\n");
@@ -370,8 +378,8 @@ int main(int argc, char **argv)
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
 
-    if (!strcmp(argv[0], "gen") && argc == 2) {
-        do_gen(argv[1]);
+    if (!strcmp(argv[0], "gen") && (argc == 2 || argc == 3)) {
+        do_gen(argv[1], argc == 3 && !strcmp(argv[2], "nonsync"));
         return 0;
     }
 
