@@ -40,7 +40,8 @@ Options:
   --dir DIR         instance dir (default /var/tmp/cb/snap)
   --port N          imapd port (default 9500)
   --max-freeze S    global_lock_max_freeze in seconds (default 2)
-  --seconds S       how long the clients append (default 14)
+  --seconds S       the clients append until the last snapshot is done, at
+                    most S seconds (default 120)
   --frozen N        frozen snapshots with cyr_withlock_run (default 3)
   --control N       unlocked control copies (default 4)
   --cyrsync PATH    the cyrsync CLI (target/release/cyrsync) for one more
@@ -56,7 +57,7 @@ PREFIX=$(cd "$1" && pwd); shift
 DIR=/var/tmp/cb/snap
 PORT=9500
 MAX=2
-SECONDS_LOAD=14
+SECONDS_LOAD=120
 NFROZEN=3
 NCONTROL=4
 CYRSYNC=
@@ -162,10 +163,10 @@ say "master pid $MASTER_PID up; created user.test1 user.test2"
 
 # ---------------------------------------------------------------- load
 for u in test1 test2; do
-    python3 "$HERE/appender.py" "$PORT" "$u" "$SECONDS_LOAD" "$DIR/append-$u.log" &
+    python3 "$HERE/appender.py" "$PORT" "$u" "$SECONDS_LOAD" "$DIR/append-$u.log" "$DIR/stop" &
     APPENDERS+=($!)
 done
-say "2 clients appending for ${SECONDS_LOAD}s"
+say "2 clients appending until the last snapshot is done"
 sleep 2
 
 # copy.sh SNAPDIR: what every snapshot runs (absolute paths: cyr_withlock_run
@@ -231,6 +232,7 @@ ot1=$(now)
 say "overrun: cyr_withlock_run /bin/sleep $OVER: exit $orc: $(tr '\n' ' ' <"$DIR/overrun.out" | cut -c1-300)"
 [ "$orc" -eq 75 ] || fail "overrun: cyr_withlock_run exited $orc, want 75 (EX_TEMPFAIL)"
 
+touch "$DIR/stop"
 for p in "${APPENDERS[@]}"; do wait "$p" || fail "an appender failed"; done
 APPENDERS=()
 say "clients done: test1 $(wc -l <"$DIR/append-test1.log") appends, test2 $(wc -l <"$DIR/append-test2.log") appends"
