@@ -38,14 +38,24 @@ for arg in "$@"; do
         $(sed -n 's/^LIBS = //p' "$b/src/Makefile") $(sed -n 's/^COM_ERR_LIBS = //p' "$b/src/Makefile") \
         -o "$DIR/lockbench-$name"
 done
+# system calls per cycle (strace -c over 5 x SN cycles, start-up included):
+# a number the machine's load cannot blur
+SN=2000
+declare -A sys
 for gl in no yes; do
     for name in "${names[@]}"; do
         out=$("$DIR/lockbench-$name" "$DIR/imapd-$gl.conf" "$N")
         res[$name,$gl]=$(echo "$out" | cut -d' ' -f1)
+        if command -v strace >/dev/null; then
+            strace -f -c -o "$DIR/strace-$name-$gl" "$DIR/lockbench-$name" "$DIR/imapd-$gl.conf" "$SN" >/dev/null
+            sys[$name,$gl]=$(awk -v c=$((5 * SN)) '$NF == "total" { printf "%.2f", $4 / c }' "$DIR/strace-$name-$gl")
+        fi
     done
 done
-echo "ns per outermost mboxname_lock(LOCK_EXCLUSIVE)+mboxname_release cycle, best of 5 rounds x $N, lock files in $LOCKDIR"
-printf '%-24s %16s %16s\n' build "global_lock: no" "global_lock: yes"
+echo "outermost mboxname_lock(LOCK_EXCLUSIVE)+mboxname_release cycle: ns (best of 5 rounds x $N) and"
+echo "system calls per cycle (strace -c, 5 x $SN cycles + start-up); lock files in $LOCKDIR"
+printf '%-18s %16s %16s %14s %14s\n' build "ns, lock: no" "ns, lock: yes" "sys, lock: no" "sys, lock: yes"
 for name in "${names[@]}"; do
-    printf '%-24s %16s %16s\n' "$name" "${res[$name,no]}" "${res[$name,yes]}"
+    printf '%-18s %16s %16s %14s %14s\n' "$name" "${res[$name,no]}" "${res[$name,yes]}" \
+        "${sys[$name,no]:--}" "${sys[$name,yes]:--}"
 done
