@@ -1036,8 +1036,10 @@ cyrsync_status cyrsync_synclog_rightnow(const struct cyrsync_synclog *log,
                                         size_t *len);
 
 /**
- * `sync_log_reset`: empty the rightnow buffer. If it held anything, that
- * is logged as `SYNCNOTICE: rightnow log leaked ...` as in Cyrus.
+ * Empty the rightnow buffer (what `sync_log_reset` does to it). Logs
+ * nothing: whether the content "leaked" is for the caller to say, since a
+ * host that copies the buffer out after every record (Cyrus's shim) drains
+ * it here on purpose.
  */
 cyrsync_status cyrsync_synclog_rightnow_reset(const struct cyrsync_synclog *log);
 
