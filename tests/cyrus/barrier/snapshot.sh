@@ -16,7 +16,7 @@ cyrus-patches/<version>/0003-global-barrier.patch (e.g.
    sasl_pwcheck_method: alwaystrue as Cassandane does).
 2. Two clients APPEND to their INBOX in a loop (appender.py).
 3. While they run, snapshots copy the config and spool dirs:
-     frozen   cyr_withlock_run -- copy conf (less proc/, socket/) and spool     (NFROZEN times)
+     frozen   cyr_withlock_run -- copy conf (less proc/ socket/ lock/) and spool     (NFROZEN times)
      cli      cyrsync withlock -C imapd.conf -- cp ...       (if --cyrsync)
      control  the same copy without any lock                 (NCONTROL times)
      nested   cyr_withlock_run -- reconstruct: a Cyrus tool under the freeze
@@ -175,9 +175,10 @@ cat >"$DIR/copy.sh" <<EOF
 #!/bin/sh
 set -e
 date +%s.%N >"\$1/t0"
-# proc/ and socket/ are run-time state (per-connection files), not data:
-# they change outside any mailbox lock, so no snapshot can hold them still
-tar -C "$DIR" -cf - --exclude=conf/proc --exclude=conf/socket conf spool | tar -C "\$1" -xf -
+# proc/, socket/ and lock/ are run-time state (per-connection files, lock
+# files, the barrier's own file, which writers touch while they wait), not
+# data: they change outside any mailbox lock, so no snapshot holds them still
+tar -C "$DIR" -cf - --exclude=conf/proc --exclude=conf/socket --exclude=conf/lock conf spool | tar -C "\$1" -xf -
 date +%s.%N >"\$1/t1"
 EOF
 chmod 755 "$DIR/copy.sh"
@@ -274,7 +275,7 @@ for k in "${SNAPS[@]}"; do
         continue
     fi
     write_conf "$s/imapd.conf" "$s/conf" "$s/spool" no
-    rm -f "$s/conf/lock/cyrsync-barrier"   # the live instance's barrier, not the copy's
+    mkdir -p "$s/conf/lock"   # not copied: run-time state
     chown -R cyrus:mail "$s"
     # reconstruct -n: report only; -G: re-parse every message file against its record
     "$SBIN/reconstruct" -C "$s/imapd.conf" -n -G -r user.test1 user.test2 >"$s/reconstruct" 2>&1 || echo "reconstruct exit $?" >>"$s/reconstruct"
