@@ -396,6 +396,31 @@ fn open_file(path: &Path) -> Result<File, BarrierError> {
         }
         other => other.map_err(io_err("open", path)),
     }
+    .inspect(|file| give_to_lock_dir_owner(file, path))
+}
+
+/// A barrier file created by root (`cyrsync withlock` run before any Cyrus
+/// process opened it) would be `root:root` and unusable by the `cyrus` user
+/// every daemon runs as: give it to the owner of the lock directory, as if
+/// that user had created it.
+fn give_to_lock_dir_owner(file: &File, path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let (Ok(meta), Some(Ok(dir))) = (file.metadata(), path.parent().map(std::fs::metadata)) else {
+        return;
+    };
+    if meta.uid() == 0 && dir.uid() != 0 {
+        if let Err(e) = std::os::unix::fs::fchown(file, Some(dir.uid()), Some(dir.gid())) {
+            log::error!(
+                "IOERROR: barrier: cannot give file=<{}> to the lock directory's owner uid=<{}> error=<{e}>",
+                path.display(),
+                dir.uid()
+            );
+        }
+    }
 }
 
 impl Barrier {
@@ -1261,5 +1286,25 @@ mod tests {
             h.join().unwrap();
         }
         assert_eq!(b.depth(), 0);
+    }
+
+    #[test]
+    fn root_creates_the_file_for_the_lock_directory_owner() {
+        use std::os::unix::fs::MetadataExt;
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let dir =
+            std::env::temp_dir().join(format!("cyrsync-barrier-owner-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // 65534 is "nobody" on Debian; any non-root id will do.
+        std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+        let barrier = Barrier::open(&dir, Duration::from_secs(1)).unwrap();
+        let meta = std::fs::metadata(dir.join(FILE_NAME)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+        drop(barrier);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -24,8 +24,9 @@ writer enters), syncfs(2) the file systems of the --sync paths, run COMMAND
 (searched in PATH, with CYRUS_HAVELOCK_GLOBAL=1 in its environment), thaw,
 and report whether the freeze held for the whole run.
 
-  -C FILE            imapd.conf to read configdirectory from (default
-                     /etc/imapd.conf); the barrier lives in <configdirectory>/lock
+  -C FILE            imapd.conf to read the lock directory from (default
+                     /etc/imapd.conf): mboxname_lockpath if set, else
+                     <configdirectory>/lock, as Cyrus does
   --lock-dir DIR     the lock directory itself (instead of -C)
   --max-freeze D     bound on the freeze, e.g. 5s, 500ms, 2m (default 5s): writers
                      never wait longer; past it they go in and the freeze is
@@ -62,7 +63,12 @@ impl Location {
             Location::Config(conf) => {
                 let text = std::fs::read_to_string(conf)
                     .map_err(|e| format!("cannot read {}: {e}", conf.display()))?;
-                let dir = configdirectory(&text)
+                // As mboxname_lockpath(): mboxname_lockpath, else
+                // <configdirectory>/lock.
+                if let Some(dir) = conf_value(&text, "mboxname_lockpath") {
+                    return Ok(PathBuf::from(dir));
+                }
+                let dir = conf_value(&text, "configdirectory")
                     .ok_or_else(|| format!("no configdirectory in {}", conf.display()))?;
                 Ok(Path::new(&dir).join("lock"))
             }
@@ -70,13 +76,14 @@ impl Location {
     }
 }
 
-/// `configdirectory` from imapd.conf text (`key: value` lines, `#` comments).
-fn configdirectory(text: &str) -> Option<String> {
+/// An option's value from imapd.conf text (`key: value` lines, `#`
+/// comments).
+fn conf_value(text: &str, key: &str) -> Option<String> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim() == "configdirectory")
+        .find(|(k, _)| k.trim() == key)
         .map(|(_, v)| v.trim().to_string())
         .filter(|v| !v.is_empty())
 }
@@ -353,8 +360,15 @@ mod tests {
     fn imapd_conf() {
         let text =
             "# comment\nconfigdirectory: /var/lib/imap \npartition-default: /var/spool/imap\n";
-        assert_eq!(configdirectory(text).as_deref(), Some("/var/lib/imap"));
-        assert_eq!(configdirectory("#configdirectory: /x\n"), None);
+        assert_eq!(
+            conf_value(text, "configdirectory").as_deref(),
+            Some("/var/lib/imap")
+        );
+        assert_eq!(
+            conf_value("#configdirectory: /x\n", "configdirectory"),
+            None
+        );
+        assert_eq!(conf_value(text, "mboxname_lockpath"), None);
     }
 
     #[test]
