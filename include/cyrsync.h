@@ -44,6 +44,70 @@
 #define CYRSYNC_LOG_DEBUG 7
 
 /**
+ * Replies of the sync callbacks (the `uint32_t` they return).
+ * The operation succeeded (Cyrus `r == 0`).
+ */
+#define CYRSYNC_REPLY_OK 0
+
+/**
+ * `IMAP_MAILBOX_LOCKED`.
+ */
+#define CYRSYNC_REPLY_LOCKED 1
+
+/**
+ * `IMAP_BYE_LOGOUT`.
+ */
+#define CYRSYNC_REPLY_BYE 2
+
+/**
+ * `IMAP_INVALID_USER`.
+ */
+#define CYRSYNC_REPLY_INVALID_USER 3
+
+/**
+ * Any other error. An unknown reply value is taken as this.
+ */
+#define CYRSYNC_REPLY_ERROR 4
+
+/**
+ * Lock policies for `cyrsync_syncclient_config_set_policy`.
+ * D: defer a LOCKED item to the channel's log at once (Cyrus's behaviour;
+ * the default).
+ */
+#define CYRSYNC_LOCK_POLICY_DEFER 0
+
+/**
+ * B: retry in the same run with exponential backoff and full jitter, then
+ * defer.
+ */
+#define CYRSYNC_LOCK_POLICY_BACKOFF 1
+
+/**
+ * C: one retry after the rest of the run, then defer.
+ */
+#define CYRSYNC_LOCK_POLICY_RETRY_LATER 2
+
+/**
+ * A: retry with backoff, then fail the run (the log is kept).
+ */
+#define CYRSYNC_LOCK_POLICY_ABORT 3
+
+/**
+ * Cohort orders for `cyrsync_syncclient_config_set_cohort_order`.
+ * Cohorts (the mailboxes of one user) run in the order their first item
+ * appears in the log. The default.
+ */
+#define CYRSYNC_COHORT_ORDER_FIRST_SEEN 0
+
+/**
+ * Cohorts run in Cyrus's `hash_enumerate` order for `sync_do_reader`'s
+ * 1024-bucket table with the given seed (Cyrus seeds it from `rand()`,
+ * so a real sync_client's order varies between processes). For
+ * differential tests against C.
+ */
+#define CYRSYNC_COHORT_ORDER_CYRUS_HASH 1
+
+/**
  * `sync_log` is on (imapd.conf `sync_log`); without it
  * `cyrsync_synclog_log` writes to no channel (but still fills the rightnow
  * buffer), as in Cyrus.
@@ -103,6 +167,12 @@
  * Most arguments one format may use.
  */
 #define CYRSYNC_FMT_MAX_ARGS 16
+
+/**
+ * How many quarantine times `log-state` remembers (the quarantine file
+ * itself keeps every item).
+ */
+#define MAX_QUARANTINED_KEPT 1000
 
 /**
  * Cyrus's `MAX_MAILBOX_BUFFER`: a quoted name (with its opening quote and
@@ -177,6 +247,48 @@ enum cyrsync_status
    * The call is not valid in the object's current state.
    */
   CYRSYNC_STATUS_BAD_STATE = 11,
+  /**
+   * Barrier thaw: the freeze outlived its bound (writers were free to go
+   * in): the snapshot is NOT consistent.
+   */
+  CYRSYNC_STATUS_BARRIER_EXPIRED = 200,
+  /**
+   * Barrier thaw: writers went in during the freeze after their bound:
+   * the snapshot is NOT consistent.
+   */
+  CYRSYNC_STATUS_BARRIER_BREACHED = 201,
+  /**
+   * Barrier freeze: the writers inside did not leave before the bound;
+   * the freeze was undone (nothing to thaw).
+   */
+  CYRSYNC_STATUS_BARRIER_DRAIN_TIMEOUT = 202,
+  /**
+   * Barrier leave without a matching enter in this process.
+   */
+  CYRSYNC_STATUS_BARRIER_NOT_HELD = 203,
+  /**
+   * Barrier freeze: another live process (or this handle) already holds
+   * the freeze.
+   */
+  CYRSYNC_STATUS_BARRIER_ALREADY_FROZEN = 204,
+  /**
+   * Barrier freeze by a process that is itself inside the barrier (it
+   * would wait for itself; Cyrus: IMAP_MAILBOX_LOCKED).
+   */
+  CYRSYNC_STATUS_BARRIER_HELD = 205,
+  /**
+   * Barrier open: every slot is owned by a live process.
+   */
+  CYRSYNC_STATUS_BARRIER_NO_SLOT = 206,
+  /**
+   * Barrier open: the barrier file is not one this version understands.
+   */
+  CYRSYNC_STATUS_BARRIER_BAD_FILE = 207,
+  /**
+   * Barrier thaw: the freeze had been cleared or taken over by another
+   * process: the snapshot is NOT consistent.
+   */
+  CYRSYNC_STATUS_BARRIER_LOST = 208,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -187,14 +299,106 @@ typedef uint32_t cyrsync_status;
 #endif // __cplusplus
 
 /**
- * A sync log writer (opaque).
+ * A process's handle on an instance's global write barrier (opaque).
+ *
+ * Created by `cyrsync_barrier_open`, freed by `cyrsync_barrier_free`.
+ * Thread-safe: one handle may be used by any number of threads at once;
+ * the enter depth is per process, shared by its threads (a thread may leave
+ * what another entered). A thread that holds the barrier nests at once; a
+ * thread that holds nothing waits during a freeze even if other threads of
+ * its process are inside. After fork(2) the child may keep using the handle:
+ * it takes its own slot on first use and starts with depth 0 (it does not
+ * hold what its parent holds).
+ */
+typedef struct cyrsync_barrier cyrsync_barrier;
+
+/**
+ * A freeze in progress (opaque), from `cyrsync_barrier_freeze`; consumed by
+ * `cyrsync_barrier_thaw`. Not freed any other way.
+ */
+typedef struct cyrsync_barrier_frozen cyrsync_barrier_frozen;
+
+/**
+ * Executor settings (opaque).
+ */
+typedef struct cyrsync_syncclient_config cyrsync_syncclient_config;
+
+/**
+ * One run's plan (opaque).
+ */
+typedef struct cyrsync_syncclient_plan cyrsync_syncclient_plan;
+
+/**
+ * A sync log writer (opaque), configured like Cyrus's `sync_log_init`.
+ *
+ * Created by `cyrsync_synclog_new`; the caller owns it and frees it with
+ * `cyrsync_synclog_free`. Thread-safe: any number of threads may log
+ * through one writer at once (each append opens, locks and closes the log
+ * file itself, so processes and threads never interleave records), except
+ * that `cyrsync_synclog_rightnow`'s pointer must not be used while another
+ * thread logs or resets. Fork-safe: a child may keep using its copy.
  */
 typedef struct cyrsync_synclog cyrsync_synclog;
 
 /**
- * A sync log reader (opaque).
+ * A sync log reader (opaque), as Cyrus's `sync_log_reader_t`.
+ *
+ * Created by one of the `cyrsync_synclog_reader_new_*` functions; the
+ * caller owns it and frees it with `cyrsync_synclog_reader_free`. Not
+ * thread-safe: use it from one thread at a time. Items it returns point
+ * into it and are valid until the next call on it.
  */
 typedef struct cyrsync_synclog_reader cyrsync_synclog_reader;
+
+/**
+ * The barrier's shared state, filled by `cyrsync_barrier_status`.
+ */
+typedef struct cyrsync_barrier_state {
+  /**
+   * A freeze is in force (possibly expired).
+   */
+  bool frozen;
+  /**
+   * The current freeze outlived its bound: writers go in.
+   */
+  bool expired;
+  /**
+   * A live process holds the freeze.
+   */
+  bool freezer_alive;
+  /**
+   * Pid of the last freezer.
+   */
+  uint32_t freezer_pid;
+  /**
+   * Milliseconds since the freeze started (0 if not frozen).
+   */
+  uint64_t frozen_for_ms;
+  /**
+   * Milliseconds left before the freeze's deadline (0 if not frozen).
+   */
+  uint64_t remaining_ms;
+  /**
+   * Writers that went in past a freeze's bound, ever.
+   */
+  uint64_t breaches;
+  /**
+   * Successful freezes, ever.
+   */
+  uint64_t freezes;
+  /**
+   * Slots in the file (processes that can have it open at once).
+   */
+  uint32_t slot_count;
+  /**
+   * Slots owned by a live process.
+   */
+  uint32_t live_slots;
+  /**
+   * Slots whose process is inside the barrier (depth > 0).
+   */
+  uint32_t inside_slots;
+} cyrsync_barrier_state;
 
 /**
  * A log callback: `level` is a syslog(3) priority (LOG_ERR = 3 ... LOG_DEBUG
@@ -203,6 +407,161 @@ typedef struct cyrsync_synclog_reader cyrsync_synclog_reader;
  * into cyrsync, and must not call `cyrsync_set_log_callback`.
  */
 typedef void (*cyrsync_log_callback)(void *userdata, int level, const char *message, size_t len);
+
+/**
+ * A name passed to the `mailboxes` callback: NUL-terminated, `len` bytes
+ * without the NUL.
+ */
+typedef struct cyrsync_name {
+  const char *name;
+  size_t len;
+} cyrsync_name;
+
+/**
+ * A single-name sync operation: `sync_do_quota(root)`,
+ * `sync_do_annotation(name)`, `do_unmailbox(name)`, `sync_do_meta(user)`,
+ * `sync_do_user(user)`, `do_unuser(user)`. Returns a `CYRSYNC_REPLY_*`;
+ * on anything but OK, stores the host's own error code (Cyrus `r`) in
+ * `*error` (never NULL).
+ */
+typedef uint32_t (*cyrsync_sync_one_fn)(void *userdata, const char *name, size_t len, int *error);
+
+/**
+ * A two-name sync operation: `sync_do_seen(user, mailbox)`,
+ * `user_sub(user, mailbox)`. As `cyrsync_sync_one_fn`.
+ */
+typedef uint32_t (*cyrsync_sync_two_fn)(void *userdata,
+                                        const char *user,
+                                        size_t user_len,
+                                        const char *mailbox,
+                                        size_t mailbox_len,
+                                        int *error);
+
+/**
+ * Given to the `name_history` callback: call it once per former name of
+ * the mailbox, with the `ctx` received. `former` need not be
+ * NUL-terminated; it is copied.
+ */
+typedef void (*cyrsync_name_history_add)(void *ctx, const char *former, size_t len);
+
+/**
+ * The host's side of a run: one function per operation of Cyrus's
+ * `sync_do_reader`, and `userdata` passed back to each.
+ *
+ * Required: `mailboxes`, `quota`, `annotation`, `seen`, `sub`,
+ * `unmailbox`, `meta`, `user`, `unuser`, `restart`. Optional (NULL):
+ * `mboxname_to_userid`, `is_user_inbox` (cyrsync then uses Cyrus's default
+ * namespace rules: `[domain!]user.<name>...`), `name_history` (no former
+ * names), `error_message` (codes shown as numbers).
+ */
+typedef struct cyrsync_syncclient_callbacks {
+  void *userdata;
+  /**
+   * `sync_do_mailboxes` for one cohort of `count` names. Set `done[i]`
+   * to 1 for each name synced (Cyrus's `mark`), also when failing; names
+   * the host handles otherwise (e.g. `#sieve` mailboxes that
+   * `sync_do_mailboxes` drops from its list) count as done.
+   */
+  uint32_t (*mailboxes)(void *userdata,
+                        const struct cyrsync_name *names,
+                        size_t count,
+                        uint8_t *done,
+                        int *error);
+  cyrsync_sync_one_fn quota;
+  cyrsync_sync_one_fn annotation;
+  cyrsync_sync_two_fn seen;
+  /**
+   * `user_sub`: SUB and UNSUB records alike.
+   */
+  cyrsync_sync_two_fn sub;
+  cyrsync_sync_one_fn unmailbox;
+  cyrsync_sync_one_fn meta;
+  cyrsync_sync_one_fn user;
+  cyrsync_sync_one_fn unuser;
+  /**
+   * `sync_do_restart`.
+   */
+  uint32_t (*restart)(void *userdata, int *error);
+  /**
+   * `mboxname_to_userid`: a userid in memory from malloc(3), which
+   * cyrsync frees with free(3), or NULL for a non-user mailbox.
+   */
+  char *(*mboxname_to_userid)(void *userdata, const char *name, size_t len);
+  /**
+   * Non-zero if `name` is a user's INBOX (`mboxname_isusermailbox(name,
+   * 1) != NULL`).
+   */
+  int (*is_user_inbox)(void *userdata, const char *name, size_t len);
+  /**
+   * Report the former names of a mailbox (its `name_history`) by calling
+   * `add(ctx, former, len)` for each.
+   */
+  void (*name_history)(void *userdata,
+                       const char *name,
+                       size_t len,
+                       cyrsync_name_history_add add,
+                       void *ctx);
+  /**
+   * `error_message(code)`: a NUL-terminated string cyrsync only reads
+   * during the call (it copies it).
+   */
+  const char *(*error_message)(void *userdata, int code);
+} cyrsync_syncclient_callbacks;
+
+/**
+ * Counters and outcome of one run, written by the run functions.
+ */
+typedef struct cyrsync_syncclient_results {
+  /**
+   * Items read from the log.
+   */
+  uint64_t items;
+  /**
+   * Items not planned (unknown type, missing argument).
+   */
+  uint64_t skipped;
+  /**
+   * Items synced (each mailbox of a cohort counts).
+   */
+  uint64_t done;
+  /**
+   * Items appended to the channel's log.
+   */
+  uint64_t deferred;
+  /**
+   * Items promoted to USER or META.
+   */
+  uint64_t promoted;
+  /**
+   * Retries after LOCKED.
+   */
+  uint64_t retried;
+  /**
+   * Items set aside in the channel's quarantine file.
+   */
+  uint64_t quarantined;
+  /**
+   * The run stopped early (Cyrus's "bailing out"): keep the log.
+   */
+  bool bailed;
+  /**
+   * A deferral or quarantine write failed (see the log): the run bailed,
+   * keep the log.
+   */
+  bool io_error;
+  /**
+   * What Cyrus's `sync_do_reader` returns for this run: the host's error
+   * code of its last `r` (0 = OK). Note Cyrus's quirk, kept under policy
+   * D: when the last action of a run was deferred this is the LOCKED
+   * code although nothing bailed (Cyrus then keeps and reprocesses the
+   * log). Policies B, C and A count a deferred item as OK.
+   */
+  int cyrus_error;
+  /**
+   * `cyrus_error` as a `CYRSYNC_REPLY_*`.
+   */
+  uint32_t reply;
+} cyrsync_syncclient_results;
 
 /**
  * One argument of a printf-style record, for the non-variadic
@@ -241,6 +600,140 @@ extern "C" {
 const char *cyrsync_version(void);
 
 /**
+ * Open the barrier of the instance whose lock directory is `lock_dir`
+ * (Cyrus: `<configdirectory>/lock`; the directory and the file
+ * `cyrsync-barrier` in it are created if missing) and take a slot for this
+ * process.
+ *
+ * `max_freeze_ms` bounds how long this process ever waits for a freeze
+ * (0 means the default, 5000). On success `*out` receives a handle the
+ * caller owns and frees with `cyrsync_barrier_free`. `lock_dir` is
+ * borrowed for the call only. Thread-safe.
+ *
+ * Returns OK, NULL_PARAMETER, INVALID_ARGUMENT (empty path), IO_ERROR,
+ * BARRIER_BAD_FILE or BARRIER_NO_SLOT.
+ */
+cyrsync_status cyrsync_barrier_open(const char *lock_dir,
+                                    uint32_t max_freeze_ms,
+                                    struct cyrsync_barrier **out);
+
+/**
+ * Enter the barrier (take it shared). Nestable: every enter needs one
+ * `cyrsync_barrier_leave`. Without a freeze this costs a few atomic
+ * operations and no system call. During a freeze it waits until the thaw,
+ * but never longer than the handle's bound: then it goes in anyway (logged;
+ * the freezer's verdict becomes BARRIER_BREACHED) and still returns OK.
+ * Thread-safe.
+ *
+ * Returns OK, NULL_PARAMETER, INVALID_ARGUMENT (nested 2^31 deep), or
+ * IO_ERROR / BARRIER_NO_SLOT (only in a forked child taking its slot).
+ */
+cyrsync_status cyrsync_barrier_enter(const struct cyrsync_barrier *barrier);
+
+/**
+ * Leave the barrier once. Returns OK, NULL_PARAMETER, or BARRIER_NOT_HELD
+ * if this process is not inside (including a forked child whose parent
+ * was). Thread-safe.
+ */
+cyrsync_status cyrsync_barrier_leave(const struct cyrsync_barrier *barrier);
+
+/**
+ * This process's enter depth: 0 when not inside (what a daemon asserts at
+ * the top of its command loop). 0 for NULL. No system call. Thread-safe.
+ */
+uint32_t cyrsync_barrier_depth(const struct cyrsync_barrier *barrier);
+
+/**
+ * Freeze the barrier: stop new writers, then wait until the writers inside
+ * have left, at most `max_freeze_ms` (0: 5000). The freeze ends by itself
+ * that long after it started: writers go in and the thaw reports it. Each
+ * writer process also applies its own bound.
+ *
+ * On success `*out` receives the freeze, which the caller must pass to
+ * `cyrsync_barrier_thaw` on the same handle (it cannot be freed otherwise).
+ * The calling process must not be inside the barrier, through this handle
+ * (BARRIER_HELD) or another one (the drain would wait for itself until
+ * BARRIER_DRAIN_TIMEOUT). Thread-safe, but one handle holds at most one
+ * freeze. If the freezer dies, writers go in at the deadline and the next
+ * freeze takes over at once.
+ *
+ * Returns OK, NULL_PARAMETER, BARRIER_HELD (this process is inside),
+ * BARRIER_ALREADY_FROZEN (another live freezer), BARRIER_DRAIN_TIMEOUT
+ * (writers did not leave in time; nothing is frozen), IO_ERROR.
+ */
+cyrsync_status cyrsync_barrier_freeze(const struct cyrsync_barrier *barrier,
+                                      uint32_t max_freeze_ms,
+                                      struct cyrsync_barrier_frozen **out);
+
+/**
+ * End a freeze and return its verdict. `freeze` is consumed whatever the
+ * result (do not use it again); it must come from `cyrsync_barrier_freeze`
+ * on the same `barrier`.
+ *
+ * Returns OK if the freeze was consistent (no writer went in, the bound was
+ * not exceeded: the snapshot taken under it is good); otherwise the
+ * barrier is thawed all the same and the status says why the snapshot is
+ * NOT consistent: BARRIER_BREACHED, BARRIER_EXPIRED or BARRIER_LOST (also
+ * logged). NULL_PARAMETER, INVALID_ARGUMENT (freeze of another handle: it
+ * is freed, not thawed).
+ */
+cyrsync_status cyrsync_barrier_thaw(const struct cyrsync_barrier *barrier,
+                                    struct cyrsync_barrier_frozen *freeze);
+
+/**
+ * Fill `*out` with the barrier's shared state (probes every slot: a few
+ * system calls per process; meant for monitoring, not hot paths).
+ * Thread-safe. Returns OK, NULL_PARAMETER or IO_ERROR.
+ */
+cyrsync_status cyrsync_barrier_status(const struct cyrsync_barrier *barrier,
+                                      struct cyrsync_barrier_state *out);
+
+/**
+ * Free a handle from `cyrsync_barrier_open`: releases this process's slot
+ * (if the process is still inside, that is logged and its depth dropped;
+ * a freeze still held through the handle is thawed). NULL is a no-op; the
+ * pointer from `cyrsync_barrier_global()` is refused (logged). Must not
+ * race with other calls on the same handle.
+ */
+void cyrsync_barrier_free(struct cyrsync_barrier *barrier);
+
+/**
+ * Open the process-global barrier (see `cyrsync_barrier_open` for the
+ * arguments). Call once at start-up (Cyrus: in `cyrus_init` when
+ * `global_lock` is on and CYRUS_HAVELOCK_GLOBAL is not set). A second call
+ * with the same directory is a no-op returning OK; with another directory
+ * it returns BAD_STATE. It lives until the process exits and survives
+ * fork (the child takes its own slot on first use). Thread-safe.
+ */
+cyrsync_status cyrsync_barrier_global_init(const char *lock_dir, uint32_t max_freeze_ms);
+
+/**
+ * The process-global barrier as a handle for `cyrsync_barrier_freeze`,
+ * `_thaw`, `_status`, `_enter`, ...; NULL before
+ * `cyrsync_barrier_global_init`. Borrowed: never pass it to
+ * `cyrsync_barrier_free`. Thread-safe.
+ */
+const struct cyrsync_barrier *cyrsync_barrier_global(void);
+
+/**
+ * `cyrsync_barrier_enter` on the process-global barrier; BAD_STATE before
+ * `cyrsync_barrier_global_init`.
+ */
+cyrsync_status cyrsync_barrier_global_enter(void);
+
+/**
+ * `cyrsync_barrier_leave` on the process-global barrier; BAD_STATE before
+ * `cyrsync_barrier_global_init`.
+ */
+cyrsync_status cyrsync_barrier_global_leave(void);
+
+/**
+ * `cyrsync_barrier_depth` on the process-global barrier; 0 before
+ * `cyrsync_barrier_global_init`.
+ */
+uint32_t cyrsync_barrier_global_depth(void);
+
+/**
  * Register (or, with a NULL `callback`, remove) the function that receives
  * cyrsync's log messages, with `userdata` passed back on every call.
  * Messages less severe than `max_level` (a syslog priority, e.g. LOG_INFO =
@@ -263,6 +756,195 @@ cyrsync_status cyrsync_set_log_callback(cyrsync_log_callback callback,
  * and stays valid for the life of the process. Thread-safe.
  */
 const char *cyrsync_status_str(uint32_t status);
+
+/**
+ * Create a configuration with the defaults: policy D, backoff from 100 ms
+ * doubling to 5 s, at most 5 retries and 30 s per item, quarantine after 5
+ * consecutive failed runs. `*out` owns it; free with
+ * `cyrsync_syncclient_config_free`.
+ *
+ * Thread-safe (each call makes a new object).
+ */
+cyrsync_status cyrsync_syncclient_config_new(struct cyrsync_syncclient_config **out);
+
+/**
+ * Free a configuration. NULL is a no-op.
+ *
+ * The configuration must not be in use by another thread.
+ */
+void cyrsync_syncclient_config_free(struct cyrsync_syncclient_config *config);
+
+/**
+ * Set the lock policy: a `CYRSYNC_LOCK_POLICY_*` value; anything else is
+ * INVALID_ARGUMENT and leaves the policy unchanged.
+ *
+ * The setters must not run while another thread uses the configuration.
+ */
+cyrsync_status cyrsync_syncclient_config_set_policy(struct cyrsync_syncclient_config *config,
+                                                    uint32_t policy);
+
+/**
+ * Set the lock policy from its letter as written in imapd.conf: "D", "B",
+ * "C" or "A" (any case, surrounding blanks ignored). Anything else is
+ * INVALID_ARGUMENT and leaves the policy unchanged.
+ *
+ * `name` is only read during the call. Not concurrently with other use of
+ * the configuration.
+ */
+cyrsync_status cyrsync_syncclient_config_set_policy_name(struct cyrsync_syncclient_config *config,
+                                                         const char *name);
+
+/**
+ * Set the backoff bounds of policies B and A: the first delay bound
+ * `base_ms` (doubling per retry up to `max_delay_ms`; each delay is uniform
+ * in [0, bound]), at most `max_attempts` retries per item, none later than
+ * `max_total_ms` after the item was first LOCKED. A waiting item does not
+ * hold up the others: the run goes on and retries it when due, and waits
+ * at its end for the last ones. `base_ms` > `max_delay_ms` is
+ * INVALID_ARGUMENT.
+ *
+ * Not concurrently with other use of the configuration.
+ */
+cyrsync_status cyrsync_syncclient_config_set_backoff(struct cyrsync_syncclient_config *config,
+                                                     uint64_t base_ms,
+                                                     uint64_t max_delay_ms,
+                                                     uint32_t max_attempts,
+                                                     uint64_t max_total_ms);
+
+/**
+ * Quarantine items that made `runs` consecutive runs of a channel bail
+ * out, instead of bailing again; 0 turns quarantine off.
+ *
+ * Not concurrently with other use of the configuration.
+ */
+cyrsync_status cyrsync_syncclient_config_set_quarantine_after(struct cyrsync_syncclient_config *config,
+                                                              uint32_t runs);
+
+/**
+ * Replace the backoff's sleep: cyrsync calls `sleep(userdata,
+ * microseconds)` instead of sleeping itself (a host may keep its
+ * connection alive meanwhile; tests make time virtual). NULL restores
+ * the real sleep.
+ *
+ * `sleep` is called on the thread running the plan, with `userdata`,
+ * which must stay valid while the configuration may be used. Not
+ * concurrently with other use of the configuration.
+ */
+cyrsync_status cyrsync_syncclient_config_set_sleep(struct cyrsync_syncclient_config *config,
+                                                   void (*sleep)(void *userdata,
+                                                                 uint64_t microseconds),
+                                                   void *userdata);
+
+/**
+ * Seed the backoff's jitter, making runs repeatable (tests). Without it
+ * the seed comes from the clock and the process id.
+ *
+ * Not concurrently with other use of the configuration.
+ */
+cyrsync_status cyrsync_syncclient_config_set_jitter_seed(struct cyrsync_syncclient_config *config,
+                                                         uint64_t seed);
+
+/**
+ * Set the order of mailbox cohorts: `CYRSYNC_COHORT_ORDER_FIRST_SEEN`
+ * (`seed` ignored) or `CYRSYNC_COHORT_ORDER_CYRUS_HASH` with the hash
+ * table's seed; anything else is INVALID_ARGUMENT. Not concurrently with
+ * other use of the configuration.
+ */
+cyrsync_status cyrsync_syncclient_config_set_cohort_order(struct cyrsync_syncclient_config *config,
+                                                          uint32_t order,
+                                                          uint32_t seed);
+
+/**
+ * Create an empty plan. `*out` owns it; free with
+ * `cyrsync_syncclient_plan_free`.
+ *
+ * Thread-safe (each call makes a new object).
+ */
+cyrsync_status cyrsync_syncclient_plan_new(struct cyrsync_syncclient_plan **out);
+
+/**
+ * Free a plan. NULL is a no-op.
+ *
+ * The plan must not be in use by another thread.
+ */
+void cyrsync_syncclient_plan_free(struct cyrsync_syncclient_plan *plan);
+
+/**
+ * Add one sync log item, as returned by `sync_log_reader_getitem`: `type`
+ * (upper-case, e.g. "MAILBOX"), `arg1` (required), `arg2` (NULL when the
+ * record has one argument). Unknown types and missing second arguments
+ * are logged and skipped, as Cyrus does; that is still OK.
+ * `callbacks->mboxname_to_userid` is called for mailbox items (the rest of
+ * the table is not used here and may be incomplete). BAD_STATE after the
+ * plan was executed.
+ *
+ * The strings are copied; they need only live during the call. One
+ * thread at a time per plan.
+ */
+cyrsync_status cyrsync_syncclient_plan_add(struct cyrsync_syncclient_plan *plan,
+                                           const struct cyrsync_syncclient_callbacks *callbacks,
+                                           const char *type,
+                                           const char *arg1,
+                                           const char *arg2);
+
+/**
+ * Add every remaining item of a cyrsync sync log reader (created with
+ * `cyrsync_synclog_reader_new_*` and begun with
+ * `cyrsync_synclog_reader_begin`) to the plan, as
+ * `cyrsync_syncclient_plan_add` would one by one. The reader stays the
+ * caller's (to `_end` after a run that did not bail out, and to free).
+ * `*items` (if not NULL) receives the number of items added.
+ *
+ * One thread at a time per plan and per reader.
+ */
+cyrsync_status cyrsync_syncclient_plan_add_reader(struct cyrsync_syncclient_plan *plan,
+                                                  const struct cyrsync_syncclient_callbacks *callbacks,
+                                                  struct cyrsync_synclog_reader *reader,
+                                                  uint64_t *items);
+
+/**
+ * Execute a plan (once; BAD_STATE the second time), calling the
+ * callbacks in Cyrus's order.
+ *
+ * * `config_dir`: imapd.conf `configdirectory`; with `channel`, where the
+ *   channel's log, state and quarantine files are. May be NULL when
+ *   `channel` is NULL.
+ * * `channel`: NULL for Cyrus's one-shot modes (no deferral: LOCKED is an
+ *   error like any other, exactly as `sync_cs->channel == NULL` in Cyrus);
+ *   otherwise the channel whose log receives deferred items, `""` being
+ *   the default channel.
+ *
+ * On OK, `*results` (if not NULL) holds the counters and outcome; a run
+ * that bailed out is still OK here: see `results->bailed`.
+ *
+ * The callbacks are called on this thread, during this call only; the
+ * strings are only read during the call. One thread at a time per plan;
+ * the configuration may be shared by concurrent runs. Two runs for the
+ * same channel must not overlap (as two sync_clients on one channel).
+ */
+cyrsync_status cyrsync_syncclient_execute(struct cyrsync_syncclient_plan *plan,
+                                          const struct cyrsync_syncclient_config *config,
+                                          const struct cyrsync_syncclient_callbacks *callbacks,
+                                          const char *config_dir,
+                                          const char *channel,
+                                          struct cyrsync_syncclient_results *results);
+
+/**
+ * The whole rolling-mode cycle for one channel with cyrsync's own reader:
+ * take the channel's log (`log` renamed to `log-run`, or a `log-run` left
+ * by an earlier run), plan its items, execute them, and unlink `log-run`
+ * unless the run bailed out (then it is reprocessed next time, as in
+ * Cyrus). `channel` NULL or `""` is the default channel. Returns AGAIN
+ * when the channel has no log (nothing to do), IO_ERROR when the log
+ * cannot be taken or removed; otherwise OK with `*results` written.
+ *
+ * Threading as `cyrsync_syncclient_execute`.
+ */
+cyrsync_status cyrsync_syncclient_run_channel(const struct cyrsync_syncclient_config *config,
+                                              const struct cyrsync_syncclient_callbacks *callbacks,
+                                              const char *config_dir,
+                                              const char *channel,
+                                              struct cyrsync_syncclient_results *results);
 
 /**
  * Create a sync log writer configured as Cyrus's `sync_log_init`.

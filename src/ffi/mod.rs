@@ -207,6 +207,28 @@ pub extern "C" fn cyrsync_version() -> *const c_char {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn boundary_turns_panics_into_values() {
+        let status: cyrsync_status = ffi_boundary!("test", { panic!("boom") });
+        assert_eq!(status, cyrsync_status::Panic);
+        let ptr: *mut u8 = ffi_boundary!("test", { panic!("boom") });
+        assert!(ptr.is_null());
+        let ok: cyrsync_status = ffi_boundary!("test", { cyrsync_status::Ok });
+        assert_eq!(ok, cyrsync_status::Ok);
+    }
+
+    #[test]
+    fn every_status_round_trips_and_has_text() {
+        for v in 0..300 {
+            if let Some(s) = cyrsync_status::from_u32(v) {
+                assert_eq!(s as u32, v);
+                assert!(!s.as_cstr().to_bytes().is_empty());
+            }
+        }
+    }
+
     #[test]
     fn committed_header_matches_generated() {
         let generated = include_str!(env!("CYRSYNC_GENERATED_HEADER"));

@@ -36,6 +36,30 @@ pub enum cyrsync_status {
     LockFailed = 10,
     /// The call is not valid in the object's current state.
     BadState = 11,
+    /// Barrier thaw: the freeze outlived its bound (writers were free to go
+    /// in): the snapshot is NOT consistent.
+    BarrierExpired = 200,
+    /// Barrier thaw: writers went in during the freeze after their bound:
+    /// the snapshot is NOT consistent.
+    BarrierBreached = 201,
+    /// Barrier freeze: the writers inside did not leave before the bound;
+    /// the freeze was undone (nothing to thaw).
+    BarrierDrainTimeout = 202,
+    /// Barrier leave without a matching enter in this process.
+    BarrierNotHeld = 203,
+    /// Barrier freeze: another live process (or this handle) already holds
+    /// the freeze.
+    BarrierAlreadyFrozen = 204,
+    /// Barrier freeze by a process that is itself inside the barrier (it
+    /// would wait for itself; Cyrus: IMAP_MAILBOX_LOCKED).
+    BarrierHeld = 205,
+    /// Barrier open: every slot is owned by a live process.
+    BarrierNoSlot = 206,
+    /// Barrier open: the barrier file is not one this version understands.
+    BarrierBadFile = 207,
+    /// Barrier thaw: the freeze had been cleared or taken over by another
+    /// process: the snapshot is NOT consistent.
+    BarrierLost = 208,
 }
 
 impl cyrsync_status {
@@ -55,6 +79,15 @@ impl cyrsync_status {
             9 => BadChannel,
             10 => LockFailed,
             11 => BadState,
+            200 => BarrierExpired,
+            201 => BarrierBreached,
+            202 => BarrierDrainTimeout,
+            203 => BarrierNotHeld,
+            204 => BarrierAlreadyFrozen,
+            205 => BarrierHeld,
+            206 => BarrierNoSlot,
+            207 => BarrierBadFile,
+            208 => BarrierLost,
             _ => return None,
         })
     }
@@ -75,6 +108,15 @@ impl cyrsync_status {
             BadChannel => c"invalid sync log channel name",
             LockFailed => c"could not lock the log file",
             BadState => c"call not valid in the current state",
+            BarrierExpired => c"inconsistent freeze: the freeze outlived its bound",
+            BarrierBreached => c"inconsistent freeze: writers went in during the freeze",
+            BarrierDrainTimeout => c"could not freeze: writers did not drain within the bound",
+            BarrierNotHeld => c"barrier not held by this process",
+            BarrierAlreadyFrozen => c"barrier already frozen",
+            BarrierHeld => c"cannot freeze while inside the barrier",
+            BarrierNoSlot => c"no free barrier slot",
+            BarrierBadFile => c"not a usable barrier file",
+            BarrierLost => c"inconsistent freeze: the freeze was taken over",
         }
     }
 }

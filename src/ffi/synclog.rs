@@ -82,13 +82,25 @@ pub struct cyrsync_synclog_item {
     pub arg2_len: usize,
 }
 
-/// A sync log writer (opaque).
+/// A sync log writer (opaque), configured like Cyrus's `sync_log_init`.
+///
+/// Created by `cyrsync_synclog_new`; the caller owns it and frees it with
+/// `cyrsync_synclog_free`. Thread-safe: any number of threads may log
+/// through one writer at once (each append opens, locks and closes the log
+/// file itself, so processes and threads never interleave records), except
+/// that `cyrsync_synclog_rightnow`'s pointer must not be used while another
+/// thread logs or resets. Fork-safe: a child may keep using its copy.
 #[allow(non_camel_case_types)]
 pub struct cyrsync_synclog {
     _private: [u8; 0],
 }
 
-/// A sync log reader (opaque).
+/// A sync log reader (opaque), as Cyrus's `sync_log_reader_t`.
+///
+/// Created by one of the `cyrsync_synclog_reader_new_*` functions; the
+/// caller owns it and frees it with `cyrsync_synclog_reader_free`. Not
+/// thread-safe: use it from one thread at a time. Items it returns point
+/// into it and are valid until the next call on it.
 #[allow(non_camel_case_types)]
 pub struct cyrsync_synclog_reader {
     _private: [u8; 0],

@@ -1,0 +1,244 @@
+//! The small unsafe kernel under the barrier: the shared mapping and typed
+//! atomic views into it, futex wait/wake on words of the mapping, OFD
+//! byte-range locks, the monotonic clock and the fork generation.
+//!
+//! Everything else in `crate::barrier` is safe Rust built on these functions.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::Once;
+use std::time::Duration;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+/// A `MAP_SHARED` read-write mapping of the whole barrier file.
+///
+/// Only atomics are ever read or written through it, so concurrent access by
+/// any number of threads and processes is sound.
+pub(crate) struct Mapping {
+    raw: MmapRaw,
+}
+
+impl Mapping {
+    /// Map the first `len` bytes of `file` shared, read-write. The file must
+    /// be at least `len` bytes long and must never be truncated below it
+    /// (the barrier file only ever grows at creation, under the init lock).
+    pub(crate) fn new(file: &File, len: usize) -> io::Result<Self> {
+        let raw = MmapOptions::new().len(len).map_raw(file)?;
+        Ok(Mapping { raw })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// The `AtomicU32` at byte `offset`.
+    ///
+    /// Panics (a bug, caught at the C boundary) if the word is out of bounds
+    /// or misaligned.
+    pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
+        assert!(
+            offset % 4 == 0 && offset + 4 <= self.len(),
+            "bad u32 offset {offset}"
+        );
+        // SAFETY: in bounds and aligned (the mapping is page-aligned); the
+        // mapping lives as long as `self`; every access to the shared bytes
+        // is atomic, so other threads and processes writing them is no data
+        // race.
+        unsafe { &*self.raw.as_ptr().add(offset).cast::<AtomicU32>() }
+    }
+
+    /// The `AtomicU64` at byte `offset` (8-aligned).
+    pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
+        assert!(
+            offset % 8 == 0 && offset + 8 <= self.len(),
+            "bad u64 offset {offset}"
+        );
+        // SAFETY: as in `u32_at`.
+        unsafe { &*self.raw.as_ptr().add(offset).cast::<AtomicU64>() }
+    }
+}
+
+/// Sleep while `*word == expected`, at most `timeout`. Spurious wake-ups,
+/// EINTR, EAGAIN (the value already changed) all just return: callers loop
+/// and re-check their condition.
+///
+/// The word lives in a `MAP_SHARED` file mapping, so this is a shared
+/// (non-private) futex: waiters and wakers in different processes meet on
+/// the same inode and offset.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: the word is a valid aligned u32 for the call; FUTEX_WAIT takes
+    // a relative timeout and does not write through any pointer.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &ts as *const libc::timespec,
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+/// Wake every waiter (in any process) sleeping on `word`.
+pub(crate) fn futex_wake_all(word: &AtomicU32) {
+    // SAFETY: as in `futex_wait`; FUTEX_WAKE only reads the address.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+    }
+}
+
+fn flock(kind: libc::c_short, offset: u64) -> libc::flock {
+    // SAFETY: flock is plain old data; all-zero is a valid value (and OFD
+    // locks require l_pid == 0).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = offset as libc::off_t;
+    fl.l_len = 1;
+    fl
+}
+
+/// Try to take an open-file-description write lock on the byte at `offset`.
+/// `Ok(false)` if another open file description holds a conflicting lock.
+///
+/// OFD locks belong to the open file description, not the process: closing
+/// another descriptor of the same file does not drop them, and a lock held
+/// through this description does not conflict with itself.
+pub(crate) fn ofd_try_lock(fd: RawFd, offset: u64) -> io::Result<bool> {
+    let fl = flock(libc::F_WRLCK as libc::c_short, offset);
+    // SAFETY: fd is a descriptor we own; fl is a valid flock.
+    if unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &fl) } == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+/// Take an OFD write lock on the byte at `offset`, waiting for it.
+pub(crate) fn ofd_lock_wait(fd: RawFd, offset: u64) -> io::Result<()> {
+    let fl = flock(libc::F_WRLCK as libc::c_short, offset);
+    loop {
+        // SAFETY: as in `ofd_try_lock`.
+        if unsafe { libc::fcntl(fd, libc::F_OFD_SETLKW, &fl) } == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// Release this description's lock on the byte at `offset`.
+pub(crate) fn ofd_unlock(fd: RawFd, offset: u64) -> io::Result<()> {
+    let fl = flock(libc::F_UNLCK as libc::c_short, offset);
+    // SAFETY: as in `ofd_try_lock`.
+    if unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &fl) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Is the byte at `offset` locked by an open file description other than
+/// `fd`'s? (F_OFD_GETLK; never changes any lock.)
+pub(crate) fn ofd_is_locked(fd: RawFd, offset: u64) -> io::Result<bool> {
+    let mut fl = flock(libc::F_WRLCK as libc::c_short, offset);
+    // SAFETY: as in `ofd_try_lock`; the kernel writes into fl.
+    if unsafe { libc::fcntl(fd, libc::F_OFD_GETLK, &mut fl) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// CLOCK_MONOTONIC in nanoseconds. The clock is system-wide, so values
+/// written into the mapping by one process are meaningful to all others
+/// (processes in different time namespaces must not share a barrier).
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The calling process's pid.
+pub(crate) fn getpid() -> u32 {
+    // SAFETY: getpid cannot fail.
+    unsafe { libc::getpid() as u32 }
+}
+
+/// syncfs(2) on the file system holding `file`.
+pub(crate) fn syncfs(file: &File) -> io::Result<()> {
+    // SAFETY: a valid descriptor.
+    if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+// ---- fork detection -------------------------------------------------------
+
+/// Bumped in every child created by fork(2) (pthread_atfork child handler).
+/// A barrier compares it with the value it recorded when it took its slot:
+/// one relaxed load, no getpid() system call on the writer's fast path.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Descriptors whose OFD slot locks a forked child must not keep alive.
+/// The atfork child handler closes them (close(2) is async-signal-safe), so a
+/// parent that dies while its child lives on is still seen as dead.
+const FD_REGISTRY_LEN: usize = 64;
+static FD_REGISTRY: [AtomicI32; FD_REGISTRY_LEN] = [const { AtomicI32::new(-1) }; FD_REGISTRY_LEN];
+
+extern "C" fn atfork_child() {
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+    for entry in &FD_REGISTRY {
+        let fd = entry.swap(-1, Ordering::Relaxed);
+        if fd >= 0 {
+            // SAFETY: the fd was registered by a barrier of the parent and is
+            // a copy in this child that nothing else in the child uses: the
+            // barrier re-opens the file on first use after a fork.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// The current fork generation (installs the atfork handler on first use).
+pub(crate) fn fork_generation() -> u64 {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY: registering a handler that only touches atomics and close().
+        unsafe { libc::pthread_atfork(None, None, Some(atfork_child)) };
+    });
+    FORK_GENERATION.load(Ordering::Relaxed)
+}
+
+/// Register `fd` to be closed in forked children. `None` if the registry is
+/// full (the child then keeps the parent's slot lock alive until it first
+/// uses the barrier or exits; see the module docs).
+pub(crate) fn register_fd(fd: RawFd) -> Option<usize> {
+    FD_REGISTRY.iter().position(|e| {
+        e.compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    })
+}
+
+/// Undo `register_fd` (before closing the descriptor in this process).
+pub(crate) fn unregister_fd(index: usize, fd: RawFd) {
+    let _ = FD_REGISTRY[index].compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Relaxed);
+}

@@ -1,0 +1,313 @@
+//! Per-channel state and quarantine files, beside the channel's log.
+//!
+//! For the default channel the directory is `<config_dir>/sync/`, for
+//! channel `X` it is `<config_dir>/sync/X/` (where the sync log writer puts
+//! `log` and the reader `log-run`). cyrsync adds:
+//!
+//! * `log-state`: a small text file rewritten (write + rename) after every
+//!   run: per deferred item the time it was first and last deferred and how
+//!   many runs deferred it; per item that made runs bail out, how many
+//!   consecutive runs did; per quarantined item, when. One entry a line:
+//!
+//!   ```text
+//!   deferred <first-epoch> <last-epoch> <count> <record>
+//!   failed <consecutive-runs> <record>
+//!   quarantined <epoch> <record>
+//!   ```
+//!
+//!   where `<record>` is a sync log line (`USER foo`, `SEEN foo user.foo`).
+//! * `log-quarantine`: items set aside because run after run bailed out on
+//!   them, in sync log format (one record a line, nothing else), so an admin
+//!   can replay them with `sync_client -f <file>` once the cause is fixed.
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use super::exec::{ChannelSink, RunReport};
+use super::record::Record;
+
+/// The directory of a channel's log files: `<config_dir>/sync[/<channel>]`.
+pub fn channel_dir(config_dir: &Path, channel: Option<&[u8]>) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let mut dir = config_dir.join("sync");
+    if let Some(c) = channel {
+        dir.push(std::ffi::OsStr::from_bytes(c));
+    }
+    dir
+}
+
+/// File names inside the channel directory.
+pub const STATE_FILE: &str = "log-state";
+pub const QUARANTINE_FILE: &str = "log-quarantine";
+
+/// How many quarantine times `log-state` remembers (the quarantine file
+/// itself keeps every item).
+pub const MAX_QUARANTINED_KEPT: usize = 1000;
+
+/// How often and since when an item has been deferred.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deferral {
+    pub first: u64,
+    pub last: u64,
+    pub count: u64,
+}
+
+/// The contents of `log-state`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelState {
+    /// Keyed by the record's sync log line; in first-deferred order when
+    /// written.
+    pub deferred: HashMap<Vec<u8>, Deferral>,
+    pub failed: HashMap<Vec<u8>, u32>,
+    /// (epoch, record line), oldest first.
+    pub quarantined: Vec<(u64, Vec<u8>)>,
+}
+
+fn split_field(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let i = line.iter().position(|&b| b == b' ')?;
+    Some((&line[..i], &line[i + 1..]))
+}
+
+fn number(field: &[u8]) -> Option<u64> {
+    std::str::from_utf8(field).ok()?.parse().ok()
+}
+
+impl ChannelState {
+    /// Read a state file; a missing file is an empty state, unreadable
+    /// lines are skipped with a log message.
+    pub fn load(path: &Path) -> io::Result<Self> {
+        let data = match fs::read(path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(e),
+        };
+        let mut state = Self::default();
+        for line in data.split(|&b| b == b'\n') {
+            if line.is_empty() || line[0] == b'#' {
+                continue;
+            }
+            if !state.parse_line(line) {
+                log::warn!(
+                    "cyrsync: skipping bad line in {}: {}",
+                    path.display(),
+                    line.escape_ascii()
+                );
+            }
+        }
+        Ok(state)
+    }
+
+    fn parse_line(&mut self, line: &[u8]) -> bool {
+        let mut parse = || -> Option<()> {
+            let (tag, rest) = split_field(line)?;
+            match tag {
+                b"deferred" => {
+                    let (first, rest) = split_field(rest)?;
+                    let (last, rest) = split_field(rest)?;
+                    let (count, record) = split_field(rest)?;
+                    Record::parse_line(record)?;
+                    let d = Deferral {
+                        first: number(first)?,
+                        last: number(last)?,
+                        count: number(count)?,
+                    };
+                    self.deferred.insert(record.to_vec(), d);
+                }
+                b"failed" => {
+                    let (count, record) = split_field(rest)?;
+                    Record::parse_line(record)?;
+                    self.failed.insert(record.to_vec(), number(count)? as u32);
+                }
+                b"quarantined" => {
+                    let (when, record) = split_field(rest)?;
+                    Record::parse_line(record)?;
+                    self.quarantined.push((number(when)?, record.to_vec()));
+                }
+                _ => return None,
+            }
+            Some(())
+        };
+        parse().is_some()
+    }
+
+    /// Write the state file atomically (temporary file + rename), mode 0640.
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        let mut out = b"# cyrsync sync_client channel state (rewritten after every run)\n".to_vec();
+        let mut deferred: Vec<_> = self.deferred.iter().collect();
+        deferred.sort_by(|a, b| (a.1.first, a.0).cmp(&(b.1.first, b.0)));
+        for (line, d) in deferred {
+            out.extend_from_slice(
+                format!("deferred {} {} {} ", d.first, d.last, d.count).as_bytes(),
+            );
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+        let mut failed: Vec<_> = self.failed.iter().collect();
+        failed.sort();
+        for (line, n) in failed {
+            out.extend_from_slice(format!("failed {n} ").as_bytes());
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+        for (when, line) in &self.quarantined {
+            out.extend_from_slice(format!("quarantined {when} ").as_bytes());
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o640)
+            .open(&tmp)?;
+        f.write_all(&out)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    }
+
+    /// Fold a run's outcome in. Deferrals: a run that completed replaces
+    /// the set (every deferred item comes back in the next log, so what was
+    /// not deferred again is resolved); a run that bailed only adds.
+    /// Failures count consecutive bailed runs per item and are cleared by
+    /// a run that completes.
+    pub fn update(&mut self, report: &RunReport, now: u64) {
+        let old = if report.bailed.is_some() {
+            self.deferred.clone()
+        } else {
+            std::mem::take(&mut self.deferred)
+        };
+        for rec in &report.deferred {
+            let line = rec.to_line();
+            let prev = old.get(&line).copied();
+            let entry = self.deferred.entry(line).or_insert(Deferral {
+                first: prev.map_or(now, |p| p.first),
+                last: now,
+                count: prev.map_or(0, |p| p.count),
+            });
+            entry.last = now;
+            entry.count += 1;
+        }
+        if report.bailed.is_some() && report.failed.is_empty() {
+            // a bail that blames no item (connection lost): counts unchanged
+        } else if report.bailed.is_some() {
+            let old = std::mem::take(&mut self.failed);
+            for rec in &report.failed {
+                let line = rec.to_line();
+                let n = old.get(&line).copied().unwrap_or(0);
+                self.failed.insert(line, n.saturating_add(1));
+            }
+        } else {
+            self.failed.clear();
+        }
+        for rec in &report.quarantined {
+            let line = rec.to_line();
+            self.failed.remove(&line);
+            self.deferred.remove(&line);
+            self.quarantined.push((now, line));
+        }
+        // the quarantine file keeps every item; the state only the latest
+        let excess = self.quarantined.len().saturating_sub(MAX_QUARANTINED_KEPT);
+        self.quarantined.drain(..excess);
+    }
+}
+
+/// Where deferred records go: the channel's sync log (through the sync
+/// log writer in production, a vector in tests).
+pub trait DeferLog {
+    fn append(&mut self, record: &Record) -> Result<(), String>;
+}
+
+/// Append records to a quarantine file (O_APPEND, created 0640, fsync'd).
+pub fn append_quarantine(path: &Path, record: &Record) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)?;
+    let mut line = record.to_line();
+    line.push(b'\n');
+    f.write_all(&line)?;
+    f.sync_data()
+}
+
+/// The [`ChannelSink`] of a channel: deferrals to its log, failure counts
+/// from its state, quarantine to its quarantine file.
+pub struct ChannelFiles<'a> {
+    pub log: &'a mut dyn DeferLog,
+    pub state: &'a ChannelState,
+    pub quarantine_path: PathBuf,
+}
+
+impl ChannelSink for ChannelFiles<'_> {
+    fn defer(&mut self, record: &Record) -> Result<(), String> {
+        self.log.append(record)
+    }
+    fn prior_failures(&mut self, record: &Record) -> u32 {
+        self.state
+            .failed
+            .get(&record.to_line())
+            .copied()
+            .unwrap_or(0)
+    }
+    fn quarantine(&mut self, record: &Record) -> Result<(), String> {
+        append_quarantine(&self.quarantine_path, record)
+            .map_err(|e| format!("{}: {e}", self.quarantine_path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::plan::Kind;
+    use super::*;
+
+    #[test]
+    fn state_round_trips_and_ages() {
+        let dir = std::env::temp_dir().join(format!("cyrsync-state-{}", std::process::id()));
+        let path = dir.join(STATE_FILE);
+        let user = Record::new(Kind::User, b"a b", None);
+        let seen = Record::new(Kind::Seen, b"foo", Some(b"user.foo"));
+        let mut st = ChannelState::default();
+        let run1 = RunReport {
+            deferred: vec![user.clone(), seen.clone()],
+            ..Default::default()
+        };
+        st.update(&run1, 100);
+        let run2 = RunReport {
+            deferred: vec![user.clone()],
+            ..Default::default()
+        };
+        st.update(&run2, 160);
+        assert_eq!(
+            st.deferred.get(&user.to_line()),
+            Some(&Deferral {
+                first: 100,
+                last: 160,
+                count: 2
+            })
+        );
+        assert!(!st.deferred.contains_key(&seen.to_line()));
+        let bailed = RunReport {
+            bailed: Some(super::super::Reply::Error(1)),
+            failed: vec![seen.clone()],
+            ..Default::default()
+        };
+        st.update(&bailed, 200);
+        st.update(&bailed, 210);
+        assert_eq!(st.failed.get(&seen.to_line()), Some(&2));
+        // the deferral survives bailed runs
+        assert!(st.deferred.contains_key(&user.to_line()));
+        st.save(&path).unwrap();
+        assert_eq!(ChannelState::load(&path).unwrap(), st);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
