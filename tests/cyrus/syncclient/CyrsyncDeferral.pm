@@ -20,6 +20,7 @@ use warnings;
 use lib '.';
 use base qw(Cassandane::Cyrus::TestCase);
 use Cassandane::Util::Log;
+use Cassandane::Config;
 
 my $CHANNEL = 'chan';
 my @USERS = qw(alice bob carol);    # alice is the one locked
@@ -27,12 +28,13 @@ my @USERS = qw(alice bob carol);    # alice is the one locked
 sub new
 {
     my $class = shift;
-    my $self = $class->SUPER::new({ replica => 1, adminstore => 1 }, @_);
-    $self->config_set(sync_log => 1,
-                      sync_log_channels => $CHANNEL,
-                      "${CHANNEL}_sync_lock_policy" =>
-                          ($ENV{CYRSYNC_POLICY} || 'defer'));
-    return $self;
+    my $config = Cassandane::Config->default()->clone();
+    $config->set(sync_log => 1,
+                 sync_log_channels => $CHANNEL,
+                 "${CHANNEL}_sync_lock_policy" =>
+                     ($ENV{CYRSYNC_POLICY} || 'defer'));
+    return $class->SUPER::new({ config => $config, replica => 1,
+                                adminstore => 1 }, @_);
 }
 
 sub set_up
@@ -135,16 +137,20 @@ sub rolling_pass
         redirects => { stdout => "$dir/$name.out", stderr => "$dir/$name.err" },
         handlers => { exited_abnormally => sub { my ($c, $x) = @_; return $x; } },
     }, @cmd);
+    # sync_client's own report (-v -v) and its log lines; not the protocol
     foreach my $f ("$dir/$name.out", "$dir/$name.err") {
         open(my $fh, '<', $f) or next;
-        $self->say_t(map { chomp; "  | $_" } <$fh>);
+        while (my $l = <$fh>) {
+            chomp $l;
+            next if $l =~ /imap_sasl|debug logging|Destination supports/;
+            $l =~ s{^\S*/(sync_client\[\d+\]: )}{$1};
+            $self->say_t("  | $l")
+                if $l =~ /^sync_client\[\d+\]: /
+                || $l =~ /^(MAILBOXES|MAILBOX|USER|UNUSER|META|QUOTA|SEEN|SUB|UNMAILBOX|ANNOTATION) /;
+        }
         close($fh);
     }
     $self->say_t("  exit code " . ($code // 'undef'));
-    my @log = grep { /sync_client/ && /Deferred|Promoting|LOCKED|locked|bailing|sync_do_reader|SYNCERROR|quarantin|cyrsync/i }
-              $self->{instance}->getsyslog();
-    $self->say_t("  syslog:", map { chomp; s/^.*?sync_client/sync_client/; "    $_" } @log)
-        if @log;
     return $code;
 }
 

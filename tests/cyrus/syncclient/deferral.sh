@@ -60,10 +60,10 @@ rc=0
 ( cd "$CASS" && CYRSYNC_CLI="$WORK/bin/cyrsync" CYRSYNC_HOLDLOCK="$WORK/bin/holdlock.py" \
     CYRSYNC_TRANSCRIPT="$WORK/transcript.txt" CYRSYNC_POLICY="$POLICY" \
     perl -I"$REPO/tests/cyrus/perl" -MCyrsyncCassFix ./testrunner.pl \
-        --config "$WORK/cassandane.ini" -f pretty -j 1 CyrsyncDeferral ) \
+        --config "$WORK/cassandane.ini" -f pretty -j 2 CyrsyncDeferral ) \
     >"$WORK/testrunner.log" 2>&1 || rc=$?
 sed "s|$WORK/root/[^ ]*/conf|CONF|g" "$WORK/transcript.txt"
 echo
-echo "# testrunner (exit $rc):"
-sed 's/\x1b\[[0-9;]*m//g' "$WORK/testrunner.log" | grep -E '^\[|tests|Error|error|died|FAIL' | head -n 30
+echo "# testrunner (exit $rc; Test2 IPC noise after the result is harmless):"
+sed 's/\x1b\[[0-9;]*m//g' "$WORK/testrunner.log" | grep -E '^\[|^OK|^FAILURES|Tests run' | head -n 30
 exit "$rc"
