@@ -22,17 +22,24 @@ use base qw(Cassandane::Cyrus::TestCase);
 use Cassandane::Util::Log;
 use Cassandane::Config;
 
-my $CHANNEL = 'chan';
+# CYRSYNC_CHANNEL="" runs on the default channel (no -n)
+my $CHANNEL = $ENV{CYRSYNC_CHANNEL} // 'chan';
+my $CHANDIR = $CHANNEL eq '' ? '' : "/$CHANNEL";
 my @USERS = qw(alice bob carol);    # alice is the one locked
 
 sub new
 {
     my $class = shift;
     my $config = Cassandane::Config->default()->clone();
-    $config->set(sync_log => 1,
-                 sync_log_channels => $CHANNEL,
-                 "${CHANNEL}_sync_lock_policy" =>
-                     ($ENV{CYRSYNC_POLICY} || 'defer'));
+    my $policy = $ENV{CYRSYNC_POLICY} || 'defer';
+    if ($CHANNEL eq '') {
+        $config->set(sync_log => 1, sync_lock_policy => $policy);
+    }
+    else {
+        $config->set(sync_log => 1,
+                     sync_log_channels => $CHANNEL,
+                     "${CHANNEL}_sync_lock_policy" => $policy);
+    }
     return $class->SUPER::new({ config => $config, replica => 1,
                                 adminstore => 1 }, @_);
 }
@@ -111,15 +118,15 @@ sub show_channel
     $self->say_t("\$ cyrsync channel show --config-dir CONF $CHANNEL");
     $self->say_t(map { "  $_" } split(/\n/,
                  `$cli channel show --config-dir $conf $CHANNEL 2>&1`));
-    my $log = "$conf/sync/$CHANNEL/log";
+    my $log = "$conf/sync$CHANDIR/log";
     if (-e $log) {
-        $self->say_t("\$ cat CONF/sync/$CHANNEL/log");
+        $self->say_t("\$ cat CONF/sync$CHANDIR/log");
         open(my $fh, '<', $log) or die "$log: $!";
         $self->say_t(map { chomp; "  $_" } <$fh>);
         close($fh);
     }
     else {
-        $self->say_t("(no CONF/sync/$CHANNEL/log)");
+        $self->say_t("(no CONF/sync$CHANDIR/log)");
     }
 }
 
@@ -128,8 +135,8 @@ sub rolling_pass
 {
     my ($self, $name) = @_;
     my $dir = $self->{instance}->get_basedir();
-    my @cmd = ('sync_client', '-v', '-v', '-o', '-R', '-1', '-N',
-               '-n', $CHANNEL);
+    my @cmd = ('sync_client', '-v', '-v', '-o', '-R', '-1', '-N');
+    push(@cmd, '-n', $CHANNEL) if $CHANNEL ne '';
     $self->{instance}->getsyslog();     # skip what came before
     $self->say_t("\$ " . join(' ', @cmd));
     my $code = $self->{instance}->run_command({
@@ -169,8 +176,11 @@ sub test_deferral
     my ($self) = @_;
     my $policy = $ENV{CYRSYNC_POLICY} || 'defer';
 
-    $self->say_t("== setup: master + replica, channel $CHANNEL "
-                 . "(sync_log_channels: $CHANNEL, ${CHANNEL}_sync_lock_policy: $policy)");
+    $self->say_t($CHANNEL eq ''
+                 ? "== setup: master + replica, default channel "
+                   . "(sync_log: on, sync_lock_policy: $policy)"
+                 : "== setup: master + replica, channel $CHANNEL "
+                   . "(sync_log_channels: $CHANNEL, ${CHANNEL}_sync_lock_policy: $policy)");
     foreach my $u (@USERS) {
         $self->{instance}->create_user($u);
     }
@@ -213,8 +223,8 @@ sub test_deferral
     $self->rolling_pass('pass4');
     # under policy D a run whose last action was deferred leaves log-run
     # (C's behaviour): the next pass finishes it
-    if (-e $self->confdir() . "/sync/$CHANNEL/log-run"
-        || -e $self->confdir() . "/sync/$CHANNEL/log") {
+    if (-e $self->confdir() . "/sync$CHANDIR/log-run"
+        || -e $self->confdir() . "/sync$CHANDIR/log") {
         $self->say_t("", "== pass 5: what pass 4 left");
         $self->rolling_pass('pass5');
     }

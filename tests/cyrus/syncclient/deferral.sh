@@ -2,12 +2,16 @@
 # Live deferral scenario for cyrus-patches 0004 (sync_do_reader over the
 # cyrsync executor), on a patched Cyrus install:
 #
-#   tests/cyrus/syncclient/deferral.sh PREFIX [POLICY]
+#   tests/cyrus/syncclient/deferral.sh PREFIX [POLICY [CHANNEL]]
 #
 # PREFIX is the patched install prefix (WORK/<version>-patched/inst from
 # tests/cyrus/run); its Cassandane tree is PREFIX/../src/cassandane
 # (override with CASSANDANE=DIR).  POLICY is the channel's
 # sync_lock_policy (defer, backoff, retry_later, fail; default defer).
+# CHANNEL is the sync_log channel (default chan); "default" runs rolling
+# mode on the default channel (no -n), where C never defers and the
+# patched build does (cyrus-patches 0004).  On a vanilla prefix the same
+# script shows C's behaviour (no `cyrsync channel show` data then).
 #
 # Runs our Cassandane test CyrsyncDeferral.pm (copied into that tree): a
 # master and a replica, users alice, bob and carol with mail, alice's sync
@@ -23,6 +27,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
 PREFIX=$(cd "${1:?usage: deferral.sh PREFIX [POLICY]}" && pwd)
 POLICY=${2:-defer}
+CHANNEL=${3:-chan}
+[ "$CHANNEL" = default ] && CHANNEL=
 CASS=${CASSANDANE:-$(dirname "$PREFIX")/src/cassandane}
 WORK=${LIVE_WORK:-/var/tmp/cs/live}
 PORT=${LIVE_BASE_PORT:-9700}
@@ -55,10 +61,10 @@ INI
 chown -R cyrus:mail "$WORK" "$CASS/Cassandane/Cyrus/CyrsyncDeferral.pm"
 chmod 755 "$WORK" "$WORK/bin"
 
-echo "# deferral scenario: prefix $PREFIX, policy $POLICY, $(date -u '+%F %T UTC')"
+echo "# deferral scenario: prefix $PREFIX, policy $POLICY, channel ${CHANNEL:-(default)}, $(date -u '+%F %T UTC')"
 rc=0
 ( cd "$CASS" && CYRSYNC_CLI="$WORK/bin/cyrsync" CYRSYNC_HOLDLOCK="$WORK/bin/holdlock.py" \
-    CYRSYNC_TRANSCRIPT="$WORK/transcript.txt" CYRSYNC_POLICY="$POLICY" \
+    CYRSYNC_TRANSCRIPT="$WORK/transcript.txt" CYRSYNC_POLICY="$POLICY" CYRSYNC_CHANNEL="$CHANNEL" \
     perl -I"$REPO/tests/cyrus/perl" -MCyrsyncCassFix ./testrunner.pl \
         --config "$WORK/cassandane.ini" -f pretty -j 2 CyrsyncDeferral ) \
     >"$WORK/testrunner.log" 2>&1 || rc=$?
