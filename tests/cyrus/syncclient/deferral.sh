@@ -8,7 +8,9 @@
 # tests/cyrus/run); its Cassandane tree is PREFIX/../src/cassandane
 # (override with CASSANDANE=DIR).  POLICY is the channel's
 # sync_lock_policy (defer, backoff, retry_later, fail; default defer).
-# CHANNEL is the sync_log channel (default chan); "default" runs rolling
+# CHANNEL is the sync_log channel (default chan); "backup" (3.6.x) runs
+# CyrsyncBackupDeferral.pm instead: a backupd on channel backup, the
+# locked user's backup held by `ctl_backups lock`; "default" runs rolling
 # mode on the default channel (no -n), where C never defers and the
 # patched build does (cyrus-patches 0004).  On a vanilla prefix the same
 # script shows C's behaviour (no `cyrsync channel show` data then).
@@ -29,6 +31,8 @@ PREFIX=$(cd "${1:?usage: deferral.sh PREFIX [POLICY]}" && pwd)
 POLICY=${2:-defer}
 CHANNEL=${3:-chan}
 [ "$CHANNEL" = default ] && CHANNEL=
+TEST=CyrsyncDeferral
+[ "$CHANNEL" = backup ] && TEST=CyrsyncBackupDeferral
 CASS=${CASSANDANE:-$(dirname "$PREFIX")/src/cassandane}
 WORK=${LIVE_WORK:-/var/tmp/cs/live}
 PORT=${LIVE_BASE_PORT:-9700}
@@ -46,7 +50,7 @@ target=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps 2>/dev/null \
 cp "${target:-$REPO/target}/release/cyrsync" "$HERE/holdlock.py" "$WORK/bin/"
 [ -e "$CASS/utils/syslog.so" ] || make -C "$CASS/utils" >"$WORK/utils.log" 2>&1
 
-cp "$HERE/CyrsyncDeferral.pm" "$CASS/Cassandane/Cyrus/CyrsyncDeferral.pm"
+cp "$HERE/$TEST.pm" "$CASS/Cassandane/Cyrus/$TEST.pm"
 rm -rf "$WORK/root"
 mkdir -p "$WORK/root"
 cat >"$WORK/cassandane.ini" <<INI
@@ -58,7 +62,7 @@ cleanup = no
 prefix = $PREFIX
 INI
 : >"$WORK/transcript.txt"
-chown -R cyrus:mail "$WORK" "$CASS/Cassandane/Cyrus/CyrsyncDeferral.pm"
+chown -R cyrus:mail "$WORK" "$CASS/Cassandane/Cyrus/$TEST.pm"
 chmod 755 "$WORK" "$WORK/bin"
 
 echo "# deferral scenario: prefix $PREFIX, policy $POLICY, channel ${CHANNEL:-(default)}, $(date -u '+%F %T UTC')"
@@ -66,7 +70,7 @@ rc=0
 ( cd "$CASS" && CYRSYNC_CLI="$WORK/bin/cyrsync" CYRSYNC_HOLDLOCK="$WORK/bin/holdlock.py" \
     CYRSYNC_TRANSCRIPT="$WORK/transcript.txt" CYRSYNC_POLICY="$POLICY" CYRSYNC_CHANNEL="$CHANNEL" \
     perl -I"$REPO/tests/cyrus/perl" -MCyrsyncCassFix ./testrunner.pl \
-        --config "$WORK/cassandane.ini" -f pretty -j 2 CyrsyncDeferral ) \
+        --config "$WORK/cassandane.ini" -f pretty -j 2 "$TEST" ) \
     >"$WORK/testrunner.log" 2>&1 || rc=$?
 sed "s|$WORK/root/[^ ]*/conf|CONF|g" "$WORK/transcript.txt"
 echo
