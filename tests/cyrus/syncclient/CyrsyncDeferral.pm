@@ -11,7 +11,8 @@
 #
 #  Environment: CYRSYNC_CLI (the cyrsync binary), CYRSYNC_HOLDLOCK
 #  (holdlock.py), CYRSYNC_TRANSCRIPT (output file), CYRSYNC_POLICY
-#  (sync_lock_policy for the channel; default "defer").
+#  (sync_lock_policy for the channel; default "defer"), CYRSYNC_CHANNEL
+#  (see below), CYRSYNC_QUARANTINE (test_quarantine: sync_quarantine_after).
 
 package Cassandane::Cyrus::CyrsyncDeferral;
 use strict;
@@ -39,6 +40,10 @@ sub new
         $config->set(sync_log => 1,
                      sync_log_channels => $CHANNEL,
                      "${CHANNEL}_sync_lock_policy" => $policy);
+        # test_quarantine: CYRSYNC_QUARANTINE=N runs (with policy fail)
+        $config->set("${CHANNEL}_sync_quarantine_after" => $ENV{CYRSYNC_QUARANTINE},
+                     "${CHANNEL}_sync_lock_retries" => 2)
+            if $ENV{CYRSYNC_QUARANTINE};
     }
     return $class->SUPER::new({ config => $config, replica => 1,
                                 adminstore => 1 }, @_);
@@ -231,6 +236,65 @@ sub test_deferral
     @differ = $self->show_counts();
     $self->show_channel();
     $self->assert_deep_equals([], \@differ);
+    $self->say_t("", "RESULT: PASS");
+}
+
+# policy "fail" and sync_quarantine_after N: runs bail out on the locked
+# user until the Nth, then its items are set aside in log-quarantine (the
+# rest of the log proceeds); once the lock is gone the admin replays them
+# with sync_client -f
+sub test_quarantine
+{
+    my ($self) = @_;
+    my $n = $ENV{CYRSYNC_QUARANTINE} or return;
+    my $conf = $self->confdir();
+
+    $self->say_t("== setup: master + replica, channel $CHANNEL "
+                 . "(${CHANNEL}_sync_lock_policy: fail, "
+                 . "${CHANNEL}_sync_lock_retries: 2, "
+                 . "${CHANNEL}_sync_quarantine_after: $n)");
+    foreach my $u (@USERS) {
+        $self->{instance}->create_user($u);
+    }
+    $self->append_mail('first');
+    $self->say_t("", "== pass 1: nothing locked");
+    $self->rolling_pass('pass1');
+    $self->assert_deep_equals([], [$self->show_counts()]);
+
+    $self->say_t("", "== new mail for everyone; alice's sync lock is held");
+    $self->append_mail('second');
+    my $pid = open(my $holder, '-|', 'python3', $ENV{CYRSYNC_HOLDLOCK},
+                   $self->lockfile_of('alice'))
+        or die "cannot start holdlock: $!";
+    my $line = <$holder>;
+
+    for my $i (1 .. $n + 1) {
+        my $pass = $i + 1;
+        $self->say_t("", "== pass $pass: alice locked");
+        $self->rolling_pass("pass$pass");
+        $self->assert_deep_equals(['alice'], [$self->show_counts()]);
+        $self->show_channel();
+    }
+    $self->assert(-s "$conf/sync/$CHANNEL/log-quarantine");
+
+    kill('TERM', $pid);
+    close($holder);
+    $self->say_t("", "== lock released");
+    my $pass = $n + 3;
+    $self->say_t("", "== pass $pass: nothing locked (alice's items are in quarantine)");
+    $self->rolling_pass("pass$pass");
+    $self->assert_deep_equals(['alice'], [$self->show_counts()]);
+
+    $self->say_t("", "== the admin replays the quarantine file");
+    my @cmd = ('sync_client', '-v', '-v', '-o', '-R', '-n', $CHANNEL,
+               '-f', "$conf/sync/$CHANNEL/log-quarantine");
+    $self->say_t("\$ sync_client -v -v -o -R -n $CHANNEL -f CONF/sync/$CHANNEL/log-quarantine");
+    my $code = $self->{instance}->run_command({
+        cyrus => 1,
+        handlers => { exited_abnormally => sub { my ($c, $x) = @_; return $x; } },
+    }, @cmd);
+    $self->say_t("  exit code " . ($code // 'undef'));
+    $self->assert_deep_equals([], [$self->show_counts()]);
     $self->say_t("", "RESULT: PASS");
 }
 

@@ -7,7 +7,9 @@
 # PREFIX is the patched install prefix (WORK/<version>-patched/inst from
 # tests/cyrus/run); its Cassandane tree is PREFIX/../src/cassandane
 # (override with CASSANDANE=DIR).  POLICY is the channel's
-# sync_lock_policy (defer, backoff, retry_later, fail; default defer).
+# sync_lock_policy (defer, backoff, retry_later, fail; default defer);
+# "fail" on channel chan runs the quarantine flow (test_quarantine:
+# sync_quarantine_after 2, then the admin replays log-quarantine).
 # CHANNEL is the sync_log channel (default chan); "backup" (3.6.x) runs
 # CyrsyncBackupDeferral.pm instead: a backupd on channel backup, the
 # locked user's backup held by `ctl_backups lock`; "default" runs rolling
@@ -31,8 +33,14 @@ PREFIX=$(cd "${1:?usage: deferral.sh PREFIX [POLICY]}" && pwd)
 POLICY=${2:-defer}
 CHANNEL=${3:-chan}
 [ "$CHANNEL" = default ] && CHANNEL=
-TEST=CyrsyncDeferral
-[ "$CHANNEL" = backup ] && TEST=CyrsyncBackupDeferral
+TEST=CyrsyncDeferral.deferral
+[ "$CHANNEL" = backup ] && TEST=CyrsyncBackupDeferral.deferral
+# policy fail: the quarantine flow (sync_quarantine_after 2)
+QUARANTINE=
+if [ "$POLICY" = fail ] && [ "$CHANNEL" = chan ]; then
+    TEST=CyrsyncDeferral.quarantine QUARANTINE=2
+fi
+MODULE=${TEST%%.*}
 CASS=${CASSANDANE:-$(dirname "$PREFIX")/src/cassandane}
 WORK=${LIVE_WORK:-/var/tmp/cs/live}
 PORT=${LIVE_BASE_PORT:-9700}
@@ -50,7 +58,7 @@ target=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps 2>/dev/null \
 cp "${target:-$REPO/target}/release/cyrsync" "$HERE/holdlock.py" "$WORK/bin/"
 [ -e "$CASS/utils/syslog.so" ] || make -C "$CASS/utils" >"$WORK/utils.log" 2>&1
 
-cp "$HERE/$TEST.pm" "$CASS/Cassandane/Cyrus/$TEST.pm"
+cp "$HERE/$MODULE.pm" "$CASS/Cassandane/Cyrus/$MODULE.pm"
 rm -rf "$WORK/root"
 mkdir -p "$WORK/root"
 cat >"$WORK/cassandane.ini" <<INI
@@ -62,13 +70,13 @@ cleanup = no
 prefix = $PREFIX
 INI
 : >"$WORK/transcript.txt"
-chown -R cyrus:mail "$WORK" "$CASS/Cassandane/Cyrus/$TEST.pm"
+chown -R cyrus:mail "$WORK" "$CASS/Cassandane/Cyrus/$MODULE.pm"
 chmod 755 "$WORK" "$WORK/bin"
 
 echo "# deferral scenario: prefix $PREFIX, policy $POLICY, channel ${CHANNEL:-(default)}, $(date -u '+%F %T UTC')"
 rc=0
 ( cd "$CASS" && CYRSYNC_CLI="$WORK/bin/cyrsync" CYRSYNC_HOLDLOCK="$WORK/bin/holdlock.py" \
-    CYRSYNC_TRANSCRIPT="$WORK/transcript.txt" CYRSYNC_POLICY="$POLICY" CYRSYNC_CHANNEL="$CHANNEL" \
+    CYRSYNC_TRANSCRIPT="$WORK/transcript.txt" CYRSYNC_POLICY="$POLICY" CYRSYNC_CHANNEL="$CHANNEL" CYRSYNC_QUARANTINE="$QUARANTINE" \
     perl -I"$REPO/tests/cyrus/perl" -MCyrsyncCassFix ./testrunner.pl \
         --config "$WORK/cassandane.ini" -f pretty -j 2 "$TEST" ) \
     >"$WORK/testrunner.log" 2>&1 || rc=$?
