@@ -122,3 +122,136 @@ pub fn drain(reader: *mut cyrsync_synclog_reader) -> Vec<OwnedItem> {
         });
     }
 }
+
+/// Building and running the C programs in tests/c.
+pub mod cprog {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output};
+
+    pub fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .canonicalize()
+            .unwrap()
+    }
+
+    /// The link line README.md documents (the line starting with -lcyrsync).
+    pub fn documented_link_line() -> Vec<String> {
+        let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+        let line = readme
+            .lines()
+            .find(|l| l.trim_start().starts_with("-lcyrsync "))
+            .expect("README.md documents a link line starting with -lcyrsync");
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    /// Build the static archive with the same cargo, in its own target
+    /// directory (the outer `cargo test` may hold the workspace's lock; every
+    /// test binary shares this one, so only the first build does work).
+    /// Returns the directory holding libcyrsync.a and the native libraries
+    /// rustc says it needs.
+    pub fn build_archive() -> (PathBuf, Vec<String>) {
+        let exe = std::env::current_exe().unwrap();
+        let target_dir = exe.ancestors().nth(3).unwrap().join("c-archive");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(repo())
+            .args([
+                "rustc",
+                "-p",
+                "cyrsync",
+                "--lib",
+                "--crate-type",
+                "staticlib",
+                "--target-dir",
+            ])
+            .arg(&target_dir)
+            .args(["--", "--print", "native-static-libs"])
+            .output()
+            .expect("run cargo");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "cargo rustc failed:\n{stderr}");
+        // rustc prints the note only when it links the archive; keep what
+        // it printed beside the archive for the runs that are cache hits.
+        let saved = target_dir.join("native-static-libs.txt");
+        let native = match stderr
+            .lines()
+            .find_map(|l| l.split_once("native-static-libs: "))
+        {
+            Some((_, libs)) => {
+                std::fs::write(&saved, libs).unwrap();
+                libs.to_owned()
+            }
+            None => std::fs::read_to_string(&saved)
+                .expect("native-static-libs saved by the build that linked"),
+        };
+        let native = native.split_whitespace().map(str::to_owned).collect();
+        (target_dir.join("debug"), native)
+    }
+
+    /// Compile tests/c/`source` into `out` with `cc -Werror`, against the
+    /// header and linked with the README's link line.
+    pub fn compile(source: &str, extra_flags: &[&str], out: &Path) {
+        let (lib_dir, _) = build_archive();
+        let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+            .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-g"])
+            .args(extra_flags)
+            .arg("-I")
+            .arg(repo().join("include"))
+            .arg(repo().join("tests/c").join(source))
+            .arg("-o")
+            .arg(out)
+            .arg("-L")
+            .arg(&lib_dir)
+            .args(documented_link_line())
+            .status()
+            .expect("run cc");
+        assert!(status.success(), "cc failed for {source}");
+    }
+
+    /// Run `exe` with `args` under valgrind (no invalid access, no definite
+    /// leak), if valgrind is installed; `None` when it is not.
+    pub fn under_valgrind(exe: &Path, args: &[&std::ffi::OsStr]) -> Option<Output> {
+        Command::new("valgrind").arg("--version").output().ok()?;
+        let out = Command::new("valgrind")
+            .args([
+                "-q",
+                "--error-exitcode=99",
+                "--leak-check=full",
+                "--errors-for-leak-kinds=definite",
+            ])
+            .arg(exe)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "valgrind found errors:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(out)
+    }
+}
+
+/// Fork a child that runs `body` and exits with its result (101 if it
+/// panics). Call only from a test binary with a single test, so that no
+/// other thread holds a lock at the fork.
+pub fn fork_child(body: impl FnOnce() -> i32) -> libc::pid_t {
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
+        unsafe { libc::_exit(code) };
+    }
+    pid
+}
+
+/// Wait for a child and assert it exited 0.
+pub fn wait_ok(pid: libc::pid_t, what: &str) {
+    let mut status = 0;
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{what} failed: status {status:#x}"
+    );
+}

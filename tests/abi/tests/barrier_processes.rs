@@ -53,25 +53,6 @@ fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-fn fork_child(body: impl FnOnce() -> i32) -> libc::pid_t {
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
-        unsafe { libc::_exit(code) };
-    }
-    pid
-}
-
-fn wait_ok(pid: libc::pid_t, what: &str) {
-    let mut status = 0;
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{what} failed: status {status:#x}"
-    );
-}
-
 fn kill_and_reap(pid: libc::pid_t) {
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let mut status = 0;

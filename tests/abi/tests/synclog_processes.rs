@@ -14,25 +14,6 @@ use cyrsync_abi_tests::*;
 const WRITERS: usize = 16;
 const RECORDS: usize = 10_000;
 
-fn fork_child(body: impl FnOnce() -> i32) -> libc::pid_t {
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
-        unsafe { libc::_exit(code) };
-    }
-    pid
-}
-
-fn wait_ok(pid: libc::pid_t, what: &str) {
-    let mut status = 0;
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{what} failed: status {status:#x}"
-    );
-}
-
 fn writer(dir: &TempDir, w: usize) -> i32 {
     let mut log = ptr::null_mut();
     let chan = cs(b"replica");
