@@ -836,17 +836,10 @@ impl Executor<'_> {
                 continue;
             }
             let op = Op::Quota(a.name_bytes().to_vec());
-            match self.single(&op) {
-                After::Done => r = Reply::Ok,
-                After::Handled(x) => r = x,
-                After::Bail(e) => return self.bail(e),
-                After::Err(e) if e.is_bye() => return self.bail(e),
-                After::Err(e) => {
-                    r = e;
-                    if !self.promote_name(plan, &op, e) {
-                        return self.bail(e);
-                    }
-                }
+            let after = self.single(&op);
+            match self.settle_promotable(plan, &op, after) {
+                Ok(x) => r = x,
+                Err(e) => return self.bail(e),
             }
         }
 
@@ -874,17 +867,9 @@ impl Executor<'_> {
             } else {
                 self.single(&op)
             };
-            match after {
-                After::Done => r = Reply::Ok,
-                After::Handled(x) => r = x,
-                After::Bail(e) => return self.bail(e),
-                After::Err(e) if e.is_bye() => return self.bail(e),
-                After::Err(e) => {
-                    r = e;
-                    if !self.promote_name(plan, &op, e) {
-                        return self.bail(e);
-                    }
-                }
+            match self.settle_promotable(plan, &op, after) {
+                Ok(x) => r = x,
+                Err(e) => return self.bail(e),
             }
         }
 
@@ -1182,6 +1167,25 @@ impl Executor<'_> {
                 }
                 owner
             }
+        }
+    }
+
+    /// C's handling of a QUOTA or ANNOTATION result: the run's new `r`, or
+    /// the reply to bail out with (BYE, a bail-out, or an error that cannot
+    /// be promoted to the owner's USER).
+    fn settle_promotable(
+        &mut self,
+        plan: &mut Plan,
+        op: &Op,
+        after: After,
+    ) -> Result<Reply, Reply> {
+        match after {
+            After::Done => Ok(Reply::Ok),
+            After::Handled(x) => Ok(x),
+            After::Bail(e) => Err(e),
+            After::Err(e) if e.is_bye() => Err(e),
+            After::Err(e) if self.promote_name(plan, op, e) => Ok(e),
+            After::Err(e) => Err(e),
         }
     }
 
