@@ -18,6 +18,8 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+pub mod fault;
+
 /// A directory removed when dropped.
 pub struct TempDir(PathBuf);
 
