@@ -9,7 +9,7 @@
 #  - fd readers: the C begin() fails (NULL file name); cyrsync must give
 #    the items the C file reader gives (sync_client -f - works now);
 #  - empty content: the C begin() fails; cyrsync must give no items;
-#  - 3.12 only: its C reader takes no LITERAL+ ({N+}) from a log (prot
+#  - 3.10 and 3.12: the C reader takes no LITERAL+ ({N+}) from a log (prot
 #    stream not a client) and stops reading there; cyrsync reads literals
 #    as 3.6 did, so the C items must be a prefix of cyrsync's.
 # Prints one "PASS|FAIL|KNOWN <case>" line per case, the diff of each
