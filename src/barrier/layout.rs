@@ -1,0 +1,446 @@
+//! The barrier file: its layout, its creation (fully allocated, then linked
+//! into place whole) and its validation.
+//!
+//! A barrier file is only ever created complete: it is built under a
+//! temporary name, its blocks allocated (`posix_fallocate`: a store to a
+//! slot page can then never need a block a full disk no longer has, which
+//! would be a SIGBUS), its header written, and only then linked to
+//! `cyrsync-barrier` (`link(2)` fails if another process got there first).
+//! So an existing file that does not validate is never "a creation that died
+//! half-way": it is damaged, foreign or of another version, and other
+//! processes may have it mapped. It is never truncated or rewritten in
+//! place: open refuses it (with the file and the fix in the error), and
+//! [`reset`] replaces it, only when nobody uses it.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+use super::kernel::{self, FileId};
+use super::BarrierError;
+
+pub(crate) const MAGIC: u64 = u64::from_ne_bytes(*b"CYRSBAR1");
+pub(crate) const VERSION: u32 = 1;
+pub(crate) const HEADER_SIZE: usize = 4096;
+pub(crate) const SLOT_SIZE: usize = 64;
+/// Slots in a newly created file: the number of processes that can have the
+/// barrier open at once with a slot of their own (more use the overflow
+/// path). The geometry of an existing file is kept.
+pub(crate) const DEFAULT_SLOTS: u32 = 16384;
+/// The most slots a file may have (64 MiB).
+pub(crate) const MAX_SLOTS: u32 = 1 << 20;
+
+pub(crate) const OFF_MAGIC: usize = 0;
+pub(crate) const OFF_VERSION: usize = 8;
+pub(crate) const OFF_SLOT_COUNT: usize = 12;
+pub(crate) const OFF_SLOT_SIZE: usize = 16;
+pub(crate) const OFF_HEADER_SIZE: usize = 20;
+pub(crate) const OFF_HIGH_WATER: usize = 24;
+pub(crate) const OFF_FREEZE_WORD: usize = 64;
+pub(crate) const OFF_DRAIN_WORD: usize = 128;
+pub(crate) const OFF_FREEZER_PID: usize = 192;
+pub(crate) const OFF_FREEZE_START: usize = 200;
+pub(crate) const OFF_DEADLINE: usize = 208;
+pub(crate) const OFF_BREACHES: usize = 216;
+pub(crate) const OFF_FREEZES: usize = 224;
+/// Processes without a slot that are inside (the overflow path).
+pub(crate) const OFF_OVERFLOW: usize = 256;
+
+/// Within a slot: the word (HELD | depth), the owner's pid, its start time.
+pub(crate) const SLOT_WORD: usize = 0;
+pub(crate) const SLOT_PID: usize = 4;
+pub(crate) const SLOT_START: usize = 8;
+
+/// Byte locks (OFD, on the file, not touching its data).
+pub(crate) const LOCK_FREEZER: u64 = 1;
+/// Read-locked by every overflow process while it is inside.
+pub(crate) const LOCK_OVERFLOW: u64 = 2;
+
+/// The hint every "bad file" error carries.
+pub(crate) const RESET_HINT: &str =
+    "stop Cyrus, then run `cyrsync barrier reset` (it refuses while any process uses the file)";
+
+pub(crate) fn file_len(slots: u32) -> usize {
+    HEADER_SIZE + slots as usize * SLOT_SIZE
+}
+
+pub(crate) fn slot_offset(index: u32) -> usize {
+    HEADER_SIZE + index as usize * SLOT_SIZE
+}
+
+use super::io_err;
+
+fn bad(path: &Path, why: String) -> BarrierError {
+    BarrierError::BadFile {
+        path: path.to_path_buf(),
+        why,
+    }
+}
+
+/// Check an open barrier file; returns its slot count.
+pub(crate) fn validate(file: &File, path: &Path) -> Result<u32, BarrierError> {
+    let size = file.metadata().map_err(io_err("fstat", path))?.len();
+    if size < HEADER_SIZE as u64 {
+        return Err(bad(
+            path,
+            format!("file is {size} bytes, shorter than a barrier header"),
+        ));
+    }
+    let mut head = [0u8; 24];
+    file.read_exact_at(&mut head, 0)
+        .map_err(io_err("read", path))?;
+    let field = |o: usize| u32::from_ne_bytes(head[o..o + 4].try_into().unwrap());
+    if u64::from_ne_bytes(head[0..8].try_into().unwrap()) != MAGIC {
+        return Err(bad(
+            path,
+            "no barrier magic (foreign or damaged file)".into(),
+        ));
+    }
+    if field(OFF_VERSION) != VERSION {
+        return Err(bad(
+            path,
+            format!(
+                "version {} (this cyrsync reads {VERSION})",
+                field(OFF_VERSION)
+            ),
+        ));
+    }
+    let slots = field(OFF_SLOT_COUNT);
+    if field(OFF_SLOT_SIZE) as usize != SLOT_SIZE
+        || field(OFF_HEADER_SIZE) as usize != HEADER_SIZE
+        || slots == 0
+        || slots > MAX_SLOTS
+    {
+        return Err(bad(path, "bad geometry".into()));
+    }
+    let len = file_len(slots) as u64;
+    if size != len {
+        return Err(bad(
+            path,
+            format!("file is {size} bytes, its header says {len}"),
+        ));
+    }
+    Ok(slots)
+}
+
+/// Open an existing barrier file (no creation).
+pub(crate) fn open_existing(path: &Path, write: bool) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Open the barrier file at `path`, creating it complete (and its
+/// directory) if it does not exist. Returns the file and its slot count.
+pub(crate) fn open_or_create(path: &Path, slots: u32) -> Result<(File, u32), BarrierError> {
+    for _ in 0..8 {
+        match open_existing(path, true) {
+            Ok(file) => {
+                let slots = validate(&file, path)?;
+                return Ok((file, slots));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent() {
+                    if !dir.exists() {
+                        // As Cyrus's cyrus_mkdir does for its lock files.
+                        std::fs::DirBuilder::new()
+                            .recursive(true)
+                            .mode(0o755)
+                            .create(dir)
+                            .map_err(io_err("mkdir", dir))?;
+                    }
+                }
+                // Lost a race with another creator: open theirs.
+                create(path, slots, false)?;
+            }
+            Err(e) => return Err(io_err("open", path)(e)),
+        }
+    }
+    Err(io_err("open", path)(io::Error::other(
+        "the file keeps disappearing",
+    )))
+}
+
+/// Build a complete barrier file with `slots` slots under a temporary name
+/// and move it into place: `link` (fails if a file is there: returns false)
+/// or, for [`reset`], `rename` over the old one.
+fn create(path: &Path, slots: u32, replace: bool) -> Result<bool, BarrierError> {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let slots = if slots == 0 { DEFAULT_SLOTS } else { slots };
+    if slots > MAX_SLOTS {
+        return Err(bad(
+            path,
+            format!("{slots} slots asked, at most {MAX_SLOTS}"),
+        ));
+    }
+    let tmp = PathBuf::from(format!(
+        "{}.new.{}.{}",
+        path.display(),
+        kernel::getpid(),
+        N.fetch_add(1, Relaxed)
+    ));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o660)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(io_err("create", &tmp))?;
+    let built = build(&file, &tmp, slots);
+    give_to_lock_dir_owner(&file, path);
+    drop(file);
+    let placed = built.and_then(|()| {
+        if replace {
+            std::fs::rename(&tmp, path)
+                .map(|()| true)
+                .map_err(io_err("rename", path))
+        } else {
+            match std::fs::hard_link(&tmp, path) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(io_err("link", path)(e)),
+            }
+        }
+    });
+    let _ = std::fs::remove_file(&tmp);
+    placed
+}
+
+fn build(file: &File, tmp: &Path, slots: u32) -> Result<(), BarrierError> {
+    let len = file_len(slots) as u64;
+    kernel::allocate(file, len).map_err(|error| match error.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG) => BarrierError::NoSpace {
+            path: tmp.to_path_buf(),
+            bytes: len,
+            error,
+        },
+        _ => io_err("fallocate", tmp)(error),
+    })?;
+    let mut hdr = [0u8; 24];
+    hdr[OFF_MAGIC..OFF_MAGIC + 8].copy_from_slice(&MAGIC.to_ne_bytes());
+    hdr[OFF_VERSION..OFF_VERSION + 4].copy_from_slice(&VERSION.to_ne_bytes());
+    hdr[OFF_SLOT_COUNT..OFF_SLOT_COUNT + 4].copy_from_slice(&slots.to_ne_bytes());
+    hdr[OFF_SLOT_SIZE..OFF_SLOT_SIZE + 4].copy_from_slice(&(SLOT_SIZE as u32).to_ne_bytes());
+    hdr[OFF_HEADER_SIZE..OFF_HEADER_SIZE + 4].copy_from_slice(&(HEADER_SIZE as u32).to_ne_bytes());
+    file.write_all_at(&hdr, 0).map_err(io_err("write", tmp))?;
+    Ok(())
+}
+
+/// A barrier file created by root (`cyrsync withlock` run before any Cyrus
+/// process opened it) would be `root:root` and unusable by the `cyrus` user
+/// every daemon runs as: give it to the owner of the lock directory, as if
+/// that user had created it.
+fn give_to_lock_dir_owner(file: &File, path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let (Ok(meta), Some(Ok(dir))) = (file.metadata(), path.parent().map(std::fs::metadata)) else {
+        return;
+    };
+    if meta.uid() == 0 && dir.uid() != 0 {
+        if let Err(e) = std::os::unix::fs::fchown(file, Some(dir.uid()), Some(dir.gid())) {
+            log::error!(
+                "IOERROR: barrier: cannot give file=<{}> to the lock directory's owner uid=<{}> error=<{e}>",
+                path.display(),
+                dir.uid()
+            );
+        }
+    }
+}
+
+/// Processes (other than this one) that map a file named `path` (or
+/// `path (deleted)`) other than `ours`, from /proc/*/maps: writers still on
+/// a removed or replaced barrier file. Processes whose maps this process may
+/// not read are not seen (run the freezer as root or as the Cyrus user).
+pub(crate) fn mappers_of_other_files(path: &Path, ours: Option<FileId>) -> Vec<u32> {
+    let Some(name) = path.to_str() else {
+        return Vec::new();
+    };
+    let me = kernel::getpid();
+    let mut pids = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+            continue;
+        };
+        let other = maps.lines().any(|line| {
+            // address perms offset dev inode pathname
+            let mut f = line.splitn(6, ' ');
+            let (Some(_), Some(_), Some(_), Some(_), Some(ino), Some(rest)) =
+                (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
+            else {
+                return false;
+            };
+            let file = rest.trim_start();
+            let file = file.strip_suffix(" (deleted)").unwrap_or(file);
+            file == name && ours.map_or(true, |o| ino.parse::<u64>().ok() != Some(o.ino))
+        });
+        if other {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Processes (other than this one) that map the file `id` named `path`.
+fn mappers_of(path: &Path, id: FileId) -> Vec<u32> {
+    let Some(name) = path.to_str() else {
+        return Vec::new();
+    };
+    let me = kernel::getpid();
+    let mut pids = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+            continue;
+        };
+        if maps.lines().any(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            f.len() >= 6 && f[5] == name && f[4].parse::<u64>().ok() == Some(id.ino)
+        }) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// What [`reset`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResetOutcome {
+    /// There was no file; a new one was created.
+    Created,
+    /// The file was valid and nobody used it: left as it is.
+    AlreadyValid,
+    /// A damaged, foreign or other-version file was replaced.
+    Replaced { why: String },
+}
+
+/// Repair the barrier file in `lock_dir` (`cyrsync barrier reset`): a file
+/// that does not validate is replaced by a new one with `slots` slots (0:
+/// the default), atomically (rename), and only if no process has it open as
+/// a barrier (holds a lock on it) or maps it. A valid file is left alone.
+pub fn reset(lock_dir: &Path, slots: u32) -> Result<ResetOutcome, BarrierError> {
+    let path = lock_dir.join(super::FILE_NAME);
+    let file = match open_existing(&path, false) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return match create(&path, slots, false)? {
+                true => Ok(ResetOutcome::Created),
+                false => Ok(ResetOutcome::AlreadyValid),
+            };
+        }
+        Err(e) => return Err(io_err("open", &path)(e)),
+    };
+    let why = match validate(&file, &path) {
+        Ok(_) => return Ok(ResetOutcome::AlreadyValid),
+        Err(BarrierError::BadFile { why, .. }) => why,
+        Err(e) => return Err(e),
+    };
+    let id = kernel::file_id(file.as_raw_fd()).map_err(io_err("fstat", &path))?;
+    let locked = kernel::any_lock(file.as_raw_fd()).map_err(io_err("lock probe", &path))?;
+    let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+    let pids = mappers_of(&canonical, id);
+    if locked || !pids.is_empty() {
+        return Err(BarrierError::InUse {
+            path,
+            pids: pids.clone(),
+        });
+    }
+    create(&path, slots, true)?;
+    log::warn!(
+        "cyrsync barrier: replaced a damaged barrier file: path=<{}> why=<{why}>",
+        path.display()
+    );
+    Ok(ResetOutcome::Replaced { why })
+}
+
+/// Typed views into a mapped barrier file (shared by the read-write
+/// [`super::Barrier`] and the read-only [`super::inspect`]).
+pub(crate) struct Table {
+    pub(crate) map: super::kernel::Mapping,
+    pub(crate) slot_count: u32,
+}
+
+impl Table {
+    pub(crate) fn slot_word(&self, index: u32) -> &std::sync::atomic::AtomicU32 {
+        self.map.u32_at(slot_offset(index) + SLOT_WORD)
+    }
+    pub(crate) fn slot_pid(&self, index: u32) -> &std::sync::atomic::AtomicU32 {
+        self.map.u32_at(slot_offset(index) + SLOT_PID)
+    }
+    pub(crate) fn slot_start(&self, index: u32) -> &std::sync::atomic::AtomicU64 {
+        self.map.u64_at(slot_offset(index) + SLOT_START)
+    }
+    pub(crate) fn freeze_word(&self) -> &std::sync::atomic::AtomicU32 {
+        self.map.u32_at(OFF_FREEZE_WORD)
+    }
+    pub(crate) fn drain_word(&self) -> &std::sync::atomic::AtomicU32 {
+        self.map.u32_at(OFF_DRAIN_WORD)
+    }
+    pub(crate) fn overflow(&self) -> &std::sync::atomic::AtomicU32 {
+        self.map.u32_at(OFF_OVERFLOW)
+    }
+    pub(crate) fn freezer_pid(&self) -> &std::sync::atomic::AtomicU32 {
+        self.map.u32_at(OFF_FREEZER_PID)
+    }
+    pub(crate) fn high_water_word(&self) -> &std::sync::atomic::AtomicU32 {
+        self.map.u32_at(OFF_HIGH_WATER)
+    }
+    pub(crate) fn high_water(&self) -> u32 {
+        self.high_water_word()
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .min(self.slot_count)
+    }
+    pub(crate) fn hdr64(&self, offset: usize) -> &std::sync::atomic::AtomicU64 {
+        self.map.u64_at(offset)
+    }
+
+    /// Whether the process recorded in slot `index` (pid and start time) is
+    /// still alive, whatever its slot lock says: a host that closed the
+    /// descriptor holding the lock (closefrom) must not make a live writer
+    /// look dead.
+    pub(crate) fn owner_alive(&self, index: u32) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        let pid = self.slot_pid(index).load(SeqCst);
+        if pid == 0 {
+            return false;
+        }
+        let start = self.slot_start(index).load(SeqCst);
+        match kernel::start_time(pid) {
+            Some(t) => start == 0 || t == start,
+            None => false,
+        }
+    }
+}
