@@ -740,6 +740,16 @@ cyrsync_status cyrsync_barrier_status(const struct cyrsync_barrier *barrier,
                                       struct cyrsync_barrier_state *out);
 
 /**
+ * Fill `*out` with the shared state of the barrier in `lock_dir` without
+ * opening it as a barrier: nothing is created or written (no directory, no
+ * file, no slot), the file is opened and mapped read-only, so it works on a
+ * read-only file system and for any user who can read the file. For
+ * monitoring. Returns OK, NULL_PARAMETER, INVALID_ARGUMENT (empty path),
+ * IO_ERROR (no such file, not readable) or BARRIER_BAD_FILE.
+ */
+cyrsync_status cyrsync_barrier_inspect(const char *lock_dir, struct cyrsync_barrier_state *out);
+
+/**
  * Free a handle from `cyrsync_barrier_open`: releases this process's slot
  * (if the process is still inside, that is logged and its depth dropped;
  * a freeze still held through the handle is thawed). NULL is a no-op; the

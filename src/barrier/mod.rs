@@ -1142,6 +1142,9 @@ fn next_generation(word: u32) -> u32 {
 impl Drop for Barrier {
     fn drop(&mut self) {
         let ptr = *self.state.get_mut();
+        if ptr.is_null() {
+            return; // open failed before it took a slot
+        }
         // SAFETY: the current state; no other thread can use `self` now.
         let state = unsafe { &*ptr };
         if state.fork_generation != kernel::fork_generation() {

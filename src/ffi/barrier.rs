@@ -360,29 +360,68 @@ pub extern "C" fn cyrsync_barrier_status(
         }
         match barrier.status() {
             Ok(s) => {
-                let state = cyrsync_barrier_state {
-                    frozen: s.frozen,
-                    expired: s.expired,
-                    freezer_alive: s.freezer_alive,
-                    freezer_pid: s.freezer_pid,
-                    frozen_for_ms: s.frozen_for.map_or(0, |d| d.as_millis() as u64),
-                    remaining_ms: s.remaining.map_or(0, |d| d.as_millis() as u64),
-                    breaches: s.breaches,
-                    freezes: s.freezes,
-                    slot_count: s.slot_count,
-                    live_slots: s.slots.iter().filter(|x| x.alive).count() as u32,
-                    inside_slots: s
-                        .slots
-                        .iter()
-                        .filter(|x| x.depth > 0 && x.index != crate::barrier::OVERFLOW_INDEX)
-                        .count() as u32,
-                    overflow_inside: s.overflow_inside,
-                };
                 // SAFETY: checked non-NULL.
-                unsafe { set_out(out, state) };
+                unsafe { set_out(out, c_state(&s)) };
                 cyrsync_status::Ok
             }
             Err(e) => report("cyrsync_barrier_status", &e),
+        }
+    })
+}
+
+fn c_state(s: &crate::barrier::Status) -> cyrsync_barrier_state {
+    use crate::barrier::OVERFLOW_INDEX;
+    cyrsync_barrier_state {
+        frozen: s.frozen,
+        expired: s.expired,
+        freezer_alive: s.freezer_alive,
+        freezer_pid: s.freezer_pid,
+        frozen_for_ms: s.frozen_for.map_or(0, |d| d.as_millis() as u64),
+        remaining_ms: s.remaining.map_or(0, |d| d.as_millis() as u64),
+        breaches: s.breaches,
+        freezes: s.freezes,
+        slot_count: s.slot_count,
+        live_slots: s
+            .slots
+            .iter()
+            .filter(|x| x.alive && x.index != OVERFLOW_INDEX)
+            .count() as u32,
+        inside_slots: s
+            .slots
+            .iter()
+            .filter(|x| x.depth > 0 && x.index != OVERFLOW_INDEX)
+            .count() as u32,
+        overflow_inside: s.overflow_inside,
+    }
+}
+
+/// Fill `*out` with the shared state of the barrier in `lock_dir` without
+/// opening it as a barrier: nothing is created or written (no directory, no
+/// file, no slot), the file is opened and mapped read-only, so it works on a
+/// read-only file system and for any user who can read the file. For
+/// monitoring. Returns OK, NULL_PARAMETER, INVALID_ARGUMENT (empty path),
+/// IO_ERROR (no such file, not readable) or BARRIER_BAD_FILE.
+#[no_mangle]
+pub extern "C" fn cyrsync_barrier_inspect(
+    lock_dir: *const c_char,
+    out: *mut cyrsync_barrier_state,
+) -> cyrsync_status {
+    ffi_boundary!("cyrsync_barrier_inspect", {
+        let dir = try_bytes!(lock_dir);
+        if out.is_null() {
+            return super::null_parameter("out");
+        }
+        if dir.is_empty() {
+            log::error!("IOERROR: cyrsync_barrier_inspect: empty lock directory");
+            return cyrsync_status::InvalidArgument;
+        }
+        match crate::barrier::inspect(Path::new(OsStr::from_bytes(dir))) {
+            Ok(s) => {
+                // SAFETY: checked non-NULL.
+                unsafe { set_out(out, c_state(&s)) };
+                cyrsync_status::Ok
+            }
+            Err(e) => report("cyrsync_barrier_inspect", &e),
         }
     })
 }
