@@ -12,11 +12,11 @@
 //! One file per instance, `<lock_dir>/cyrsync-barrier` (Cyrus:
 //! `<configdirectory>/lock/cyrsync-barrier`), mapped `MAP_SHARED` by every
 //! process. All multi-byte fields are native-endian and only accessed as
-//! atomics. Layout, version 1:
+//! atomics. Layout, version 1 (`layout.rs`):
 //!
 //! ```text
 //! offset  size  header field (page 0, HEADER_SIZE = 4096 bytes)
-//!      0     8  magic "CYRSBAR1" (written last at creation)
+//!      0     8  magic "CYRSBAR1"
 //!      8     4  version (1)
 //!     12     4  slot_count
 //!     16     4  slot_size (64)
@@ -31,21 +31,57 @@
 //!    208     8  freeze deadline, CLOCK_MONOTONIC ns
 //!    216     8  breaches: writers that went in past the bound (cumulative)
 //!    224     8  freezes: completed freeze() calls (cumulative)
+//!    256     4  overflow: processes without a slot that are inside
 //!   4096 + 64*i slot i:
 //!      +0     4  word: bit 31 HELD, bits 0..31 depth; depth 1 without HELD
 //!                 is a thread of that process in the middle of entering
-//!      +4     4  owner pid (informational; liveness is the lock below)
+//!      +4     4  owner pid
+//!      +8     8  owner start time (/proc/PID/stat field 22; 0 if unknown)
 //! ```
 //!
+//! The file is created complete or not at all: built under a temporary
+//! name, its blocks allocated (`posix_fallocate`, so no store through the
+//! mapping can ever SIGBUS on a full disk), its header written, then
+//! `link`ed into place. An existing file that does not validate (short,
+//! garbage, foreign version, wrong size) is never truncated or rewritten:
+//! others may have it mapped. Open refuses it (the error names the file and
+//! the fix), and [`reset`] (`cyrsync barrier reset`) replaces it only while
+//! no process locks or maps it.
+//!
 //! Byte-range locks (open-file-description locks, F_OFD_SETLK, on the file;
-//! they do not touch the data): byte 0 serialises creation; byte 1 is held by
-//! the live freezer for the length of its freeze; the first byte of slot i is
-//! held by the process owning slot i for as long as it has the barrier open.
-//! The kernel drops them when the process dies, so liveness needs no pid and
-//! has no pid-reuse race. They are taken through a descriptor of their own,
-//! never through the description the mapping was made from: a mapping pins
-//! its description (and so its OFD locks) for as long as anyone, e.g. a
-//! forked child, still has it mapped.
+//! they do not touch the data): byte 1 is held by the live freezer for the
+//! length of its freeze; byte 2 is read-locked by each slotless process
+//! while it is inside; the first byte of slot i is held by the process
+//! owning slot i for as long as it has the barrier open. The kernel drops
+//! them when the process dies. A host may also drop them by closing our
+//! descriptor (closefrom): so a slot whose lock is free but whose pid and
+//! start time still name a running process is that process's, never
+//! reclaimed nor re-used; the owner notices the closed descriptor (fstat
+//! identity) on its next freeze, thaw or status and takes its lock back.
+//! Locks are taken through a descriptor of their own, never through the
+//! description the mapping was made from: a mapping pins its description
+//! (and so its OFD locks) for as long as anyone, e.g. a forked child, still
+//! has it mapped.
+//!
+//! # More processes than slots
+//!
+//! A process that finds every slot owned by a live process still opens:
+//! its depth lives in a word of its own, and its outermost enter takes a
+//! read lock on byte 2 and then increments the shared overflow count
+//! (SeqCst, the Dekker pair with the freeze flag, as a slot word); its
+//! outermost leave decrements and unlocks. The freezer waits for the count
+//! to be 0; a count with nobody holding byte 2 is what dead processes left,
+//! and is reclaimed. Two system calls per outermost enter/leave: slower,
+//! but correct.
+//!
+//! # A removed or replaced file
+//!
+//! Writers never look at the path (their fast path makes no system call).
+//! The freezer does: at the freeze it lists processes that map another
+//! file named `cyrsync-barrier` at this path (`/proc/*/maps`: a removed or
+//! replaced file they still write through), and at the thaw it checks the
+//! path still names the file it froze. Either gives the verdict "not
+//! consistent", with the reason.
 //!
 //! # Protocol
 //!
@@ -68,8 +104,11 @@
 //! freezer takes over a dead freezer's freeze at once.
 //!
 //! Draining: the freezer waits (futex on the drain word, re-scanning at least
-//! every 50 ms) until every slot word is 0. A nonzero slot whose lock byte it
-//! can take belongs to a dead process: the freezer zeroes it (reclaim).
+//! every 50 ms) until every slot word is 0, its own included (another thread
+//! of its process may be inside), and the overflow count is 0. A nonzero
+//! slot whose lock byte it can take, and whose pid and start time no longer
+//! name a running process, belongs to a dead process: the freezer zeroes it
+//! (reclaim).
 //!
 //! # Fork and threads
 //!
@@ -89,7 +128,19 @@
 //! the parent still holds it (and the freezer waits for the parent), and a
 //! `leave` in the child without its own `enter` fails with
 //! [`BarrierError::NotHeld`]. Descriptors are close-on-exec, so exec'd
-//! programs inherit nothing.
+//! programs inherit nothing. The child's state is chained after its
+//! parent's (`process.rs`: set once with a compare-and-swap, never a lock a
+//! fork could catch half-held) and freed with the barrier.
+//!
+//! A freeze token borrows its barrier: dropped without [`Barrier::thaw`], it
+//! thaws (logged, verdict lost); a thaw refuses a token of another barrier
+//! before consuming anything (C: the freeze stays valid for its own handle).
+//!
+//! # Files
+//!
+//! `layout.rs`: the file, its creation, validation and [`reset`];
+//! `process.rs`: per-process state, liveness and fork; `kernel.rs`: the
+//! system calls; this file: the enter/leave/freeze/thaw protocol.
 
 mod kernel;
 mod layout;
@@ -102,7 +153,8 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering::*};
+use std::sync::atomic::{AtomicU32, Ordering::*};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use kernel::{FileId, Mapping};
@@ -410,9 +462,11 @@ pub struct Barrier {
     /// The file we mapped.
     file_id: FileId,
     max_freeze: Duration,
-    /// Current `ProcState`; states of earlier fork generations are leaked
-    /// (never freed while the barrier lives), so references stay valid.
-    state: AtomicPtr<ProcState>,
+    /// The state this process took at open; a forked child that uses the
+    /// barrier chains its own after its parent's (`ProcState::next`), and
+    /// the last one is the current process's. Set once at open, never
+    /// removed while the barrier lives, so references stay valid.
+    states: OnceLock<ProcState>,
     /// The freeze word of the freeze this handle holds, 0 if none (the OFD
     /// freezer lock cannot conflict with itself, so a second freeze through
     /// the same handle is caught here).
@@ -536,13 +590,13 @@ impl Barrier {
         let map = Mapping::new(&file, file_len(slot_count)).map_err(io_err("mmap", &path))?;
         let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
         drop(file);
-        let mut barrier = Barrier {
+        let barrier = Barrier {
             table: Table { map, slot_count },
             path,
             canonical,
             file_id,
             max_freeze,
-            state: AtomicPtr::new(std::ptr::null_mut()),
+            states: OnceLock::new(),
             my_freeze: AtomicU32::new(0),
         };
         let file =
@@ -554,7 +608,9 @@ impl Barrier {
             });
         }
         let state = barrier.take_slot(file)?;
-        *barrier.state.get_mut() = Box::into_raw(Box::new(state));
+        if barrier.states.set(state).is_err() {
+            unreachable!("a new barrier's state is set once");
+        }
         Ok(barrier)
     }
 
@@ -806,9 +862,9 @@ impl Barrier {
 
     /// This process's depth (0 when not inside). No system call.
     pub fn depth(&self) -> u32 {
-        let ptr = self.state.load(Acquire);
-        // SAFETY: as in `state`.
-        let state = unsafe { &*ptr };
+        let Some(state) = self.current() else {
+            return 0;
+        };
         if state.fork_generation != kernel::fork_generation() {
             return 0;
         }
@@ -1141,12 +1197,9 @@ fn next_generation(word: u32) -> u32 {
 
 impl Drop for Barrier {
     fn drop(&mut self) {
-        let ptr = *self.state.get_mut();
-        if ptr.is_null() {
+        let Some(state) = self.current() else {
             return; // open failed before it took a slot
-        }
-        // SAFETY: the current state; no other thread can use `self` now.
-        let state = unsafe { &*ptr };
+        };
         if state.fork_generation != kernel::fork_generation() {
             // A forked child that never used the barrier: the descriptor is
             // the parent's copy (closed by the atfork handler if registered).
@@ -1158,21 +1211,14 @@ impl Drop for Barrier {
         } else {
             self.close_current(state);
         }
-        // Free the current state and those it replaced.
-        let mut next = ptr;
-        while !next.is_null() {
-            // SAFETY: each came from Box::into_raw, is reachable only
-            // through this chain, and is freed once.
-            let state = unsafe { Box::from_raw(next) };
-            next = state.replaced;
-        }
+        // The chain of states is freed with `states`.
     }
 }
 
 impl Barrier {
     /// Drop-time work for a state of this fork generation.
-    fn close_current(&mut self, state: &ProcState) {
-        let frozen = *self.my_freeze.get_mut();
+    fn close_current(&self, state: &ProcState) {
+        let frozen = self.my_freeze.load(SeqCst);
         if frozen != 0 {
             log::error!(
                 "IOERROR: cyrsync barrier closed while frozen, thawing (verdict lost): path=<{}>",

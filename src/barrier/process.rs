@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering::*};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, Ordering::*};
 
 use super::kernel;
 use super::layout::{self, slot_offset, LOCK_OVERFLOW};
@@ -25,10 +25,62 @@ pub(crate) struct ProcState {
     /// word, but private to the process).
     pub(crate) private_word: AtomicU32,
     pub(crate) registry: Option<usize>,
-    /// The state of an earlier fork generation this one replaced: kept
-    /// (other threads may still read it) and freed with the barrier.
-    pub(crate) replaced: *mut ProcState,
+    /// The state of a forked child that used the barrier (set once, by the
+    /// child): it replaces this one there. Kept, like this one, until the
+    /// barrier is dropped (other threads may still read it).
+    pub(crate) next: OnceBox<ProcState>,
 }
+
+/// A value set at most once, without blocking: `OnceLock` would block a
+/// forked child forever if another thread of the parent was setting it at
+/// the fork; a compare-and-swap cannot be caught half-done.
+pub(crate) struct OnceBox<T> {
+    ptr: AtomicPtr<T>,
+}
+
+impl<T> OnceBox<T> {
+    pub(crate) const fn new() -> Self {
+        OnceBox {
+            ptr: AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(&self) -> Option<&T> {
+        let p = self.ptr.load(Acquire);
+        // SAFETY: non-null only once set from Box::into_raw; freed only in
+        // Drop, which needs `&mut self`, so it outlives the borrow.
+        unsafe { p.as_ref() }
+    }
+
+    /// Set it, or give `value` back if it was set already.
+    pub(crate) fn set(&self, value: Box<T>) -> Result<(), Box<T>> {
+        let p = Box::into_raw(value);
+        match self
+            .ptr
+            .compare_exchange(std::ptr::null_mut(), p, AcqRel, Acquire)
+        {
+            Ok(_) => Ok(()),
+            // SAFETY: `p` was not published; it is still ours alone.
+            Err(_) => Err(unsafe { Box::from_raw(p) }),
+        }
+    }
+}
+
+impl<T> Drop for OnceBox<T> {
+    fn drop(&mut self) {
+        let p = *self.ptr.get_mut();
+        if !p.is_null() {
+            // SAFETY: from Box::into_raw in `set`, freed once, here.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+}
+
+// SAFETY: it owns a `Box<T>` and hands out `&T`: as `OnceLock<Box<T>>`.
+unsafe impl<T: Send + Sync> Sync for OnceBox<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for OnceBox<T> {}
 
 impl Barrier {
     /// Lock a free slot with `file`'s description and make it ours; with
@@ -84,55 +136,55 @@ impl Barrier {
             slot,
             private_word: AtomicU32::new(0),
             registry,
-            replaced: std::ptr::null_mut(),
+            next: OnceBox::new(),
         })
+    }
+
+    /// The last state of the chain: this process's, unless it is a forked
+    /// child that has not used the barrier yet. None only while opening.
+    #[inline]
+    pub(crate) fn current(&self) -> Option<&ProcState> {
+        let mut state = self.states.get()?;
+        while let Some(next) = state.next.get() {
+            state = next;
+        }
+        Some(state)
     }
 
     /// This process's state, taking a fresh slot first if we are a forked
     /// child that has not used the barrier yet.
+    #[inline]
     pub(crate) fn state(&self) -> Result<&ProcState, BarrierError> {
-        let ptr = self.state.load(Acquire);
-        // SAFETY: published states are never freed while `self` lives.
-        let current = unsafe { &*ptr };
+        let current = self.current().expect("an open barrier has a state");
         if current.fork_generation == kernel::fork_generation() {
             return Ok(current);
         }
-        self.reslot(ptr)
+        self.reslot(current)
     }
 
     #[cold]
-    fn reslot(&self, old: *mut ProcState) -> Result<&ProcState, BarrierError> {
+    fn reslot<'s>(&'s self, old: &'s ProcState) -> Result<&'s ProcState, BarrierError> {
         // The parent's descriptor was closed by the atfork handler if it was
         // registered; if not, the thread that installs the new state closes
         // our copy (the parent keeps its own).
-        // SAFETY: `old` is a live published state.
-        let old_state = unsafe { &*old };
         let file = self.reopen()?;
-        let new = Box::into_raw(Box::new(ProcState {
-            replaced: old,
-            ..self.take_slot(file)?
-        }));
-        match self.state.compare_exchange(old, new, AcqRel, Acquire) {
-            Ok(_) => {
-                let fd = old_state.fd.load(SeqCst);
-                if old_state.registry.is_none() && self.is_ours(fd) {
+        let new = self.take_slot(file)?;
+        match old.next.set(Box::new(new)) {
+            Ok(()) => {
+                let fd = old.fd.load(SeqCst);
+                if old.registry.is_none() && self.is_ours(fd) {
                     // SAFETY: the inherited copy of the parent's descriptor;
                     // nothing in this process uses it any more.
                     unsafe { libc::close(fd) };
                 }
-                // `old` stays allocated (other threads may still read it),
-                // chained from `new`, and is freed with the barrier.
-                // SAFETY: just published, never freed while `self` lives.
-                Ok(unsafe { &*new })
             }
-            Err(winner) => {
-                // SAFETY: `new` is ours alone; release its slot.
-                let mine = unsafe { Box::from_raw(new) };
+            Err(mine) => {
+                // Another thread of ours installed its state first: release
+                // the slot we took.
                 self.release(&mine);
-                // SAFETY: as above.
-                Ok(unsafe { &*winner })
             }
         }
+        Ok(old.next.get().expect("set above"))
     }
 
     /// Open the file we have mapped again (not whatever the path names now).
