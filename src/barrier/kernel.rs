@@ -318,8 +318,13 @@ pub(crate) fn any_lock(fd: RawFd) -> io::Result<bool> {
 pub(crate) fn start_time(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // comm (field 2) may hold spaces and parentheses: count after the last ')'
-    let rest = &text[text.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = text[text.rfind(')')? + 1..].split_whitespace();
+    // field 3, the state: a zombie (or dying) process is dead to us, even
+    // before its parent reaps it
+    if matches!(fields.next()?, "Z" | "X" | "x") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// Point registry entry `index` at a new descriptor (ours was closed by the

@@ -280,9 +280,17 @@ pub(crate) fn mappers_of_other_files(path: &Path, ours: Option<FileId>) -> Vec<u
         if pid == me {
             continue;
         }
-        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        let Ok(maps) = std::fs::read(format!("/proc/{pid}/maps")) else {
             continue;
         };
+        // Most processes map no barrier at all: a byte search first.
+        if !maps
+            .windows(super::FILE_NAME.len())
+            .any(|w| w == super::FILE_NAME.as_bytes())
+        {
+            continue;
+        }
+        let maps = String::from_utf8_lossy(&maps);
         let other = maps.lines().any(|line| {
             // address perms offset dev inode pathname
             let mut f = line.splitn(6, ' ');

@@ -597,3 +597,20 @@ fn inspect_creates_nothing_and_works_read_only() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_writer_killed_inside_and_not_yet_reaped_is_dead() {
+    let dir = TempDir::new("bf-zombie");
+    let mut p = Proc::spawn(&["hold", s(dir.path())]);
+    assert_eq!(field(&p.line(), "inside"), OK);
+    // SIGKILL without waiting: a zombie until reaped, with its pid and start
+    // time still in /proc
+    unsafe { libc::kill(p.child.id() as i32, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(100));
+    let f = cyrsync::barrier::Barrier::open(dir.path(), Duration::from_secs(5)).unwrap();
+    let token = f
+        .freeze(Duration::from_secs(2))
+        .expect("the dead writer's slot is reclaimed");
+    assert!(f.thaw(token).unwrap().consistent());
+    p.kill();
+}
