@@ -224,6 +224,10 @@ impl Barrier {
             while !kernel::ofd_try_lock(new, offset)
                 .map_err(super::io_err("lock (slot)", &self.path))?
             {
+                let now = state.fd.load(SeqCst);
+                if now != fd && self.is_ours(now) {
+                    return Ok(now); // another thread of ours repaired it
+                }
                 tries += 1;
                 if tries > 100 {
                     return Err(super::io_err("lock (slot)", &self.path)(
@@ -249,9 +253,9 @@ impl Barrier {
                 );
                 Ok(new)
             }
-            // Another thread repaired it first; ours closes (its locks are
-            // the same bytes on another description: dropping them is fine
-            // since the winner holds them).
+            // Another thread repaired it first; ours closes. If ours had
+            // won the slot lock, it goes with it: liveness then rests on
+            // our pid and start time, which never let the slot be taken.
             Err(winner) => Ok(winner),
         }
     }
