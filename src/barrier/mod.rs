@@ -142,7 +142,7 @@
 //! `process.rs`: per-process state, liveness and fork; `kernel.rs`: the
 //! system calls; this file: the enter/leave/freeze/thaw protocol.
 
-mod kernel;
+pub(crate) mod kernel;
 mod layout;
 mod process;
 
