@@ -58,6 +58,9 @@ pub(crate) const SLOT_START: usize = 8;
 pub(crate) const LOCK_FREEZER: u64 = 1;
 /// Read-locked by every overflow process while it is inside.
 pub(crate) const LOCK_OVERFLOW: u64 = 2;
+/// Read-locked by every overflow process for as long as it has the barrier
+/// open (so that, like a slot's lock, it shows in /proc/locks).
+pub(crate) const LOCK_OVERFLOW_MEMBER: u64 = 3;
 
 /// The hint every "bad file" error carries.
 pub(crate) const RESET_HINT: &str =
@@ -254,6 +257,37 @@ fn give_to_lock_dir_owner(file: &File, path: &Path) {
             );
         }
     }
+}
+
+/// Whether some process holds a lock like a barrier process's (an OFD
+/// lock on a slot's first byte, or on the overflow bytes) on a file other
+/// than `ours`: from /proc/locks, one small read for the whole system. Every
+/// process with a barrier open holds one, so no such lock means no process
+/// uses another barrier file (here or in another instance): the costly
+/// /proc/*/maps scan is only needed when this says yes.
+pub(crate) fn other_barrier_locks(ours: FileId) -> bool {
+    let Ok(text) = std::fs::read_to_string("/proc/locks") else {
+        return true; // cannot tell: let the scan decide
+    };
+    text.lines().any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // "1: OFDLCK ADVISORY WRITE -1 08:01:123 4160 4160" (waiters: "->")
+        if f.len() != 8 || f[1] != "OFDLCK" {
+            return false;
+        }
+        let Some(ino) = f[5].rsplit(':').next().and_then(|i| i.parse::<u64>().ok()) else {
+            return false;
+        };
+        let (Ok(start), Ok(end)) = (f[6].parse::<u64>(), f[7].parse::<u64>()) else {
+            return false;
+        };
+        let barrier_like = start == end
+            && ((f[3] == "WRITE"
+                && start >= HEADER_SIZE as u64
+                && (start - HEADER_SIZE as u64) % SLOT_SIZE as u64 == 0)
+                || (f[3] == "READ" && (start == LOCK_OVERFLOW || start == LOCK_OVERFLOW_MEMBER)));
+        barrier_like && ino != ours.ino
+    })
 }
 
 /// Processes (other than this one) that map a file named `path` (or

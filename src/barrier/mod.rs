@@ -899,7 +899,7 @@ impl Barrier {
                 }
             }
         }
-        if scan {
+        if scan && layout::other_barrier_locks(self.file_id) {
             let pids = layout::mappers_of_other_files(&self.canonical, Some(self.file_id));
             if !pids.is_empty() {
                 let pids: Vec<String> = pids.iter().map(u32::to_string).collect();

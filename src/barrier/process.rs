@@ -7,7 +7,7 @@ use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, Ordering::*};
 
 use super::kernel;
-use super::layout::{self, slot_offset, LOCK_OVERFLOW};
+use super::layout::{self, slot_offset, LOCK_OVERFLOW, LOCK_OVERFLOW_MEMBER};
 use super::{Barrier, BarrierError, FROZEN};
 
 /// Per-process state: the descriptor holding this process's slot lock.
@@ -114,6 +114,9 @@ impl Barrier {
             break;
         }
         if slot.is_none() {
+            // Shows in /proc/locks for the lifetime of our open, as a
+            // slot's lock does (see layout::other_barrier_locks).
+            let _ = kernel::ofd_try_read_lock(fd, LOCK_OVERFLOW_MEMBER);
             log::warn!(
                 "cyrsync barrier: all slots in use, this process takes the slower overflow path \
                  (two system calls per outermost enter and leave): path=<{}> slots=<{}> pid=<{me}>",
@@ -237,8 +240,11 @@ impl Barrier {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
-        if state.private_word.load(SeqCst) & super::DEPTH_MASK != 0 {
-            let _ = kernel::ofd_try_read_lock(new, LOCK_OVERFLOW);
+        if state.slot.is_none() {
+            let _ = kernel::ofd_try_read_lock(new, LOCK_OVERFLOW_MEMBER);
+            if state.private_word.load(SeqCst) & super::DEPTH_MASK != 0 {
+                let _ = kernel::ofd_try_read_lock(new, LOCK_OVERFLOW);
+            }
         }
         match state.fd.compare_exchange(fd, new, SeqCst, SeqCst) {
             Ok(_) => {
