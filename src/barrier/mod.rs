@@ -154,7 +154,6 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering::*};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use kernel::{FileId, Mapping};
@@ -466,7 +465,7 @@ pub struct Barrier {
     /// barrier chains its own after its parent's (`ProcState::next`), and
     /// the last one is the current process's. Set once at open, never
     /// removed while the barrier lives, so references stay valid.
-    states: OnceLock<ProcState>,
+    root: ProcState,
     /// The freeze word of the freeze this handle holds, 0 if none (the OFD
     /// freezer lock cannot conflict with itself, so a second freeze through
     /// the same handle is caught here).
@@ -590,28 +589,24 @@ impl Barrier {
         let map = Mapping::new(&file, file_len(slot_count)).map_err(io_err("mmap", &path))?;
         let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
         drop(file);
-        let barrier = Barrier {
-            table: Table { map, slot_count },
+        let table = Table { map, slot_count };
+        let file = layout::open_existing(&path, true).map_err(io_err("open", &path))?;
+        if kernel::file_id(file.as_raw_fd()).ok() != Some(file_id) {
+            return Err(BarrierError::Replaced {
+                path,
+                why: "replaced while being opened".into(),
+            });
+        }
+        let root = Self::take_slot(&table, &path, file_id, file)?;
+        Ok(Barrier {
+            table,
             path,
             canonical,
             file_id,
             max_freeze,
-            states: OnceLock::new(),
+            root,
             my_freeze: AtomicU32::new(0),
-        };
-        let file =
-            layout::open_existing(&barrier.path, true).map_err(io_err("open", &barrier.path))?;
-        if kernel::file_id(file.as_raw_fd()).ok() != Some(file_id) {
-            return Err(BarrierError::Replaced {
-                path: barrier.path.clone(),
-                why: "replaced while being opened".into(),
-            });
-        }
-        let state = barrier.take_slot(file)?;
-        if barrier.states.set(state).is_err() {
-            unreachable!("a new barrier's state is set once");
-        }
-        Ok(barrier)
+        })
     }
 
     /// The barrier file's path.
@@ -862,9 +857,7 @@ impl Barrier {
 
     /// This process's depth (0 when not inside). No system call.
     pub fn depth(&self) -> u32 {
-        let Some(state) = self.current() else {
-            return 0;
-        };
+        let state = self.current();
         if state.fork_generation != kernel::fork_generation() {
             return 0;
         }
@@ -1197,9 +1190,7 @@ fn next_generation(word: u32) -> u32 {
 
 impl Drop for Barrier {
     fn drop(&mut self) {
-        let Some(state) = self.current() else {
-            return; // open failed before it took a slot
-        };
+        let state = self.current();
         if state.fork_generation != kernel::fork_generation() {
             // A forked child that never used the barrier: the descriptor is
             // the parent's copy (closed by the atfork handler if registered).
@@ -1211,7 +1202,7 @@ impl Drop for Barrier {
         } else {
             self.close_current(state);
         }
-        // The chain of states is freed with `states`.
+        // The chain of states is freed with `root`.
     }
 }
 

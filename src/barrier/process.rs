@@ -7,7 +7,10 @@ use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, Ordering::*};
 
 use super::kernel;
-use super::layout::{self, slot_offset, LOCK_OVERFLOW, LOCK_OVERFLOW_MEMBER};
+use std::path::Path;
+
+use super::kernel::FileId;
+use super::layout::{self, slot_offset, Table, LOCK_OVERFLOW, LOCK_OVERFLOW_MEMBER};
 use super::{Barrier, BarrierError, FROZEN};
 
 /// Per-process state: the descriptor holding this process's slot lock.
@@ -85,16 +88,20 @@ unsafe impl<T: Send> Send for OnceBox<T> {}
 impl Barrier {
     /// Lock a free slot with `file`'s description and make it ours; with
     /// every slot taken, the overflow path.
-    pub(crate) fn take_slot(&self, file: File) -> Result<ProcState, BarrierError> {
+    pub(crate) fn take_slot(
+        t: &Table,
+        path: &Path,
+        file_id: FileId,
+        file: File,
+    ) -> Result<ProcState, BarrierError> {
         let fork_generation = kernel::fork_generation();
         let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-        let t = &self.table;
         let me = kernel::getpid();
         let mut slot = None;
         for index in 0..t.slot_count {
             let offset = slot_offset(index) as u64;
-            let locked = kernel::ofd_try_lock(fd, offset)
-                .map_err(super::io_err("lock (slot)", &self.path))?;
+            let locked =
+                kernel::ofd_try_lock(fd, offset).map_err(super::io_err("lock (slot)", path))?;
             if !locked {
                 continue;
             }
@@ -120,17 +127,17 @@ impl Barrier {
             log::warn!(
                 "cyrsync barrier: all slots in use, this process takes the slower overflow path \
                  (two system calls per outermost enter and leave): path=<{}> slots=<{}> pid=<{me}>",
-                self.path.display(),
+                path.display(),
                 t.slot_count
             );
         }
         let fd = file.into_raw_fd();
-        let registry = kernel::register_fd(fd, self.file_id.ino);
+        let registry = kernel::register_fd(fd, file_id.ino);
         if registry.is_none() {
             log::warn!(
                 "cyrsync barrier: too many barriers open in one process; forked children keep \
                  this slot alive until they exit: path=<{}>",
-                self.path.display()
+                path.display()
             );
         }
         Ok(ProcState {
@@ -144,21 +151,21 @@ impl Barrier {
     }
 
     /// The last state of the chain: this process's, unless it is a forked
-    /// child that has not used the barrier yet. None only while opening.
+    /// child that has not used the barrier yet.
     #[inline]
-    pub(crate) fn current(&self) -> Option<&ProcState> {
-        let mut state = self.states.get()?;
+    pub(crate) fn current(&self) -> &ProcState {
+        let mut state = &self.root;
         while let Some(next) = state.next.get() {
             state = next;
         }
-        Some(state)
+        state
     }
 
     /// This process's state, taking a fresh slot first if we are a forked
     /// child that has not used the barrier yet.
     #[inline]
     pub(crate) fn state(&self) -> Result<&ProcState, BarrierError> {
-        let current = self.current().expect("an open barrier has a state");
+        let current = self.current();
         if current.fork_generation == kernel::fork_generation() {
             return Ok(current);
         }
@@ -171,7 +178,7 @@ impl Barrier {
         // registered; if not, the thread that installs the new state closes
         // our copy (the parent keeps its own).
         let file = self.reopen()?;
-        let new = self.take_slot(file)?;
+        let new = Self::take_slot(&self.table, &self.path, self.file_id, file)?;
         match old.next.set(Box::new(new)) {
             Ok(()) => {
                 let fd = old.fd.load(SeqCst);
