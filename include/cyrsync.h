@@ -36,6 +36,11 @@
 #define DEFAULT_SLOT_COUNT DEFAULT_SLOTS
 
 /**
+ * The most slots a barrier file may have.
+ */
+#define MAX_SLOT_COUNT MAX_SLOTS
+
+/**
  * [`SlotInfo::index`] of the entry that stands for the overflow path.
  */
 #define OVERFLOW_INDEX UINT32_MAX
@@ -671,7 +676,8 @@ cyrsync_status cyrsync_barrier_open(const char *lock_dir,
 
 /**
  * `cyrsync_barrier_open`, creating a missing barrier file with
- * `slot_count` slots (0: the default, 16384; at most 1048576): the number
+ * `slot_count` slots (0: the default, 16384; at most 1048576, else
+ * INVALID_ARGUMENT): the number
  * of processes that can have the barrier open with a slot of their own
  * (more still work, through the overflow path). An existing file keeps
  * its own count (change it with `cyrsync barrier reset --slots`).

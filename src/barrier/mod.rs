@@ -167,6 +167,8 @@ pub const FILE_NAME: &str = "cyrsync-barrier";
 pub const DEFAULT_MAX_FREEZE: Duration = Duration::from_secs(5);
 /// Slots in a newly created barrier file, unless asked otherwise.
 pub const DEFAULT_SLOT_COUNT: u32 = DEFAULT_SLOTS;
+/// The most slots a barrier file may have.
+pub const MAX_SLOT_COUNT: u32 = MAX_SLOTS;
 
 const FROZEN: u32 = 1;
 const EXPIRED: u32 = 2;

@@ -170,7 +170,8 @@ pub extern "C" fn cyrsync_barrier_open(
 }
 
 /// `cyrsync_barrier_open`, creating a missing barrier file with
-/// `slot_count` slots (0: the default, 16384; at most 1048576): the number
+/// `slot_count` slots (0: the default, 16384; at most 1048576, else
+/// INVALID_ARGUMENT): the number
 /// of processes that can have the barrier open with a slot of their own
 /// (more still work, through the overflow path). An existing file keeps
 /// its own count (change it with `cyrsync barrier reset --slots`).
@@ -185,6 +186,13 @@ pub extern "C" fn cyrsync_barrier_open_slots(
         let dir = try_bytes!(lock_dir);
         if out.is_null() {
             return super::null_parameter("out");
+        }
+        if slot_count > crate::barrier::MAX_SLOT_COUNT {
+            log::error!(
+                "IOERROR: cyrsync_barrier_open_slots: too many slots: slot_count=<{slot_count}> max=<{}>",
+                crate::barrier::MAX_SLOT_COUNT
+            );
+            return cyrsync_status::InvalidArgument;
         }
         match open_dir("cyrsync_barrier_open", dir, max_freeze_ms, slot_count) {
             Ok(barrier) => {

@@ -614,3 +614,38 @@ fn a_writer_killed_inside_and_not_yet_reaped_is_dead() {
     assert!(f.thaw(token).unwrap().consistent());
     p.kill();
 }
+
+#[test]
+fn bad_arguments_of_the_new_calls_give_statuses() {
+    capture_log();
+    let dir = TempDir::new("bf-args");
+    let c = dir.c();
+    let mut b = std::ptr::null_mut();
+    unsafe {
+        assert_eq!(
+            cyrsync_barrier_open_slots(c.as_ptr(), 0, (1 << 20) + 1, &mut b),
+            CYRSYNC_STATUS_INVALID_ARGUMENT
+        );
+        assert!(b.is_null());
+        assert_eq!(
+            cyrsync_barrier_open_slots(std::ptr::null(), 0, 8, &mut b),
+            CYRSYNC_STATUS_NULL_PARAMETER
+        );
+        let mut st: cyrsync_barrier_state = std::mem::zeroed();
+        assert_eq!(
+            cyrsync_barrier_inspect(std::ptr::null(), &mut st),
+            CYRSYNC_STATUS_NULL_PARAMETER
+        );
+        assert_eq!(
+            cyrsync_barrier_inspect(c.as_ptr(), std::ptr::null_mut()),
+            CYRSYNC_STATUS_NULL_PARAMETER
+        );
+        let empty = cs(b"");
+        assert_eq!(
+            cyrsync_barrier_inspect(empty.as_ptr(), &mut st),
+            CYRSYNC_STATUS_INVALID_ARGUMENT
+        );
+    }
+    assert!(logged("too many slots"));
+    assert!(logged("empty lock directory"));
+}
