@@ -436,9 +436,10 @@ pub extern "C" fn cyrsync_barrier_inspect(
 
 /// Free a handle from `cyrsync_barrier_open`: releases this process's slot
 /// (if the process is still inside, that is logged and its depth dropped;
-/// a freeze still held through the handle is thawed). NULL is a no-op; the
-/// pointer from `cyrsync_barrier_global()` is refused (logged). Must not
-/// race with other calls on the same handle.
+/// a freeze still held through the handle is thawed, and its
+/// `cyrsync_barrier_frozen` must not be used afterwards). NULL is a no-op;
+/// the pointer from `cyrsync_barrier_global()` is refused (logged). Must
+/// not race with other calls on the same handle.
 #[no_mangle]
 pub extern "C" fn cyrsync_barrier_free(barrier: *mut cyrsync_barrier) {
     ffi_boundary!("cyrsync_barrier_free", {
