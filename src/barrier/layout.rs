@@ -259,50 +259,65 @@ fn give_to_lock_dir_owner(file: &File, path: &Path) {
     }
 }
 
-/// Whether some process holds a lock like a barrier process's (an OFD
-/// lock on a slot's first byte, or on the overflow bytes) on a file other
-/// than `ours`: from /proc/locks, one small read for the whole system. Every
-/// process with a barrier open holds one, so no such lock means no process
-/// uses another barrier file (here or in another instance): the costly
-/// /proc/*/maps scan is only needed when this says yes.
-pub(crate) fn other_barrier_locks(ours: FileId) -> bool {
-    let Ok(text) = std::fs::read_to_string("/proc/locks") else {
-        return true; // cannot tell: let the scan decide
-    };
-    text.lines().any(|line| {
+/// Inodes of files other than `ours` on which some process holds a lock
+/// like a barrier process's (an OFD lock on a slot's first byte, or on the
+/// overflow bytes): from /proc/locks, one small read for the whole system.
+/// Every process with a barrier open holds one, so an empty answer means no
+/// process uses another barrier file (here or in another instance): the
+/// costly /proc/*/maps scan is only needed for the inodes listed. None if
+/// /proc/locks cannot be read (then scan everything).
+pub(crate) fn other_barrier_lock_inodes(ours: FileId) -> Option<Vec<u64>> {
+    let text = std::fs::read_to_string("/proc/locks").ok()?;
+    let mut inodes = Vec::new();
+    for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         // "1: OFDLCK ADVISORY WRITE -1 08:01:123 4160 4160" (waiters: "->")
         if f.len() != 8 || f[1] != "OFDLCK" {
-            return false;
+            continue;
         }
         let Some(ino) = f[5].rsplit(':').next().and_then(|i| i.parse::<u64>().ok()) else {
-            return false;
+            continue;
         };
         let (Ok(start), Ok(end)) = (f[6].parse::<u64>(), f[7].parse::<u64>()) else {
-            return false;
+            continue;
         };
         let barrier_like = start == end
             && ((f[3] == "WRITE"
                 && start >= HEADER_SIZE as u64
                 && (start - HEADER_SIZE as u64) % SLOT_SIZE as u64 == 0)
                 || (f[3] == "READ" && (start == LOCK_OVERFLOW || start == LOCK_OVERFLOW_MEMBER)));
-        barrier_like && ino != ours.ino
-    })
+        if barrier_like && ino != ours.ino && !inodes.contains(&ino) {
+            inodes.push(ino);
+        }
+    }
+    Some(inodes)
 }
 
-/// Processes (other than this one) that map a file named `path` (or
-/// `path (deleted)`) other than `ours`, from /proc/*/maps: writers still on
-/// a removed or replaced barrier file. Processes whose maps this process may
-/// not read are not seen (run the freezer as root or as the Cyrus user).
-pub(crate) fn mappers_of_other_files(path: &Path, ours: Option<FileId>) -> Vec<u32> {
+/// What a /proc/*/maps scan found about some inodes.
+#[derive(Debug, Default)]
+pub(crate) struct MapsScan {
+    /// Processes (other than this one) that map one of the inodes under our
+    /// path (or `path (deleted)`): writers on a removed or replaced file.
+    pub(crate) ours_old: Vec<u32>,
+    /// Inodes seen mapped under another path only (another instance).
+    pub(crate) foreign: Vec<u64>,
+}
+
+/// Scan /proc/*/maps for mappings of `inodes` (None: of any file other
+/// than `ours`) named `path` or something else. Processes whose maps this
+/// process may not read are not seen (run the freezer as root or as the
+/// Cyrus user).
+pub(crate) fn scan_maps(path: &Path, ours: FileId, inodes: Option<&[u64]>) -> MapsScan {
+    let mut out = MapsScan::default();
     let Some(name) = path.to_str() else {
-        return Vec::new();
+        return out;
     };
     let me = kernel::getpid();
-    let mut pids = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return pids;
+        return out;
     };
+    let mut at_our_path: Vec<u64> = Vec::new();
+    let mut elsewhere: Vec<u64> = Vec::new();
     for entry in dir.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -325,23 +340,39 @@ pub(crate) fn mappers_of_other_files(path: &Path, ours: Option<FileId>) -> Vec<u
             continue;
         }
         let maps = String::from_utf8_lossy(&maps);
-        let other = maps.lines().any(|line| {
+        let mut old = false;
+        for line in maps.lines() {
             // address perms offset dev inode pathname
             let mut f = line.splitn(6, ' ');
             let (Some(_), Some(_), Some(_), Some(_), Some(ino), Some(rest)) =
                 (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
             else {
-                return false;
+                continue;
             };
+            let Ok(ino) = ino.parse::<u64>() else {
+                continue;
+            };
+            if ino == ours.ino || inodes.is_some_and(|set| !set.contains(&ino)) {
+                continue;
+            }
             let file = rest.trim_start();
             let file = file.strip_suffix(" (deleted)").unwrap_or(file);
-            file == name && ours.map_or(true, |o| ino.parse::<u64>().ok() != Some(o.ino))
-        });
-        if other {
-            pids.push(pid);
+            if file == name {
+                old = true;
+                at_our_path.push(ino);
+            } else if file.ends_with(super::FILE_NAME) {
+                elsewhere.push(ino);
+            }
+        }
+        if old {
+            out.ours_old.push(pid);
         }
     }
-    pids
+    elsewhere.retain(|i| !at_our_path.contains(i));
+    elsewhere.sort_unstable();
+    elsewhere.dedup();
+    out.foreign = elsewhere;
+    out
 }
 
 /// Processes (other than this one) that map the file `id` named `path`.

@@ -77,11 +77,15 @@
 //! # A removed or replaced file
 //!
 //! Writers never look at the path (their fast path makes no system call).
-//! The freezer does: at the freeze it lists processes that map another
-//! file named `cyrsync-barrier` at this path (`/proc/*/maps`: a removed or
-//! replaced file they still write through), and at the thaw it checks the
-//! path still names the file it froze. Either gives the verdict "not
-//! consistent", with the reason.
+//! The freezer does: once drained, it reads /proc/locks (every barrier
+//! process holds an OFD lock on the file it uses: a slot's, or byte 3 for
+//! a slotless one); only if some process locks another barrier-like file
+//! does it scan /proc/*/maps for processes that map that inode as
+//! `<this path> (deleted)` or under this path (a removed or replaced file
+//! they still write through; inodes found under other paths, other
+//! instances, are remembered and not scanned for again). At the thaw it
+//! checks the path still names the file it froze. Either gives the verdict
+//! "not consistent", with the reason.
 //!
 //! # Protocol
 //!
@@ -468,6 +472,10 @@ pub struct Barrier {
     /// the last one is the current process's. Set once at open, never
     /// removed while the barrier lives, so references stay valid.
     root: ProcState,
+    /// Inodes of other barrier files (other instances) a freeze found mapped
+    /// under other paths only: not scanned for again. A lock a fork could
+    /// catch held is only ever tried, never waited for.
+    foreign: std::sync::Mutex<Vec<u64>>,
     /// The freeze word of the freeze this handle holds, 0 if none (the OFD
     /// freezer lock cannot conflict with itself, so a second freeze through
     /// the same handle is caught here).
@@ -607,6 +615,7 @@ impl Barrier {
             file_id,
             max_freeze,
             root,
+            foreign: std::sync::Mutex::new(Vec::new()),
             my_freeze: AtomicU32::new(0),
         })
     }
@@ -894,15 +903,34 @@ impl Barrier {
                 }
             }
         }
-        if scan && layout::other_barrier_locks(self.file_id) {
-            let pids = layout::mappers_of_other_files(&self.canonical, Some(self.file_id));
-            if !pids.is_empty() {
-                let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+        if scan {
+            // Which other barrier files are in use at all (cheap), then, for
+            // those not known to be another instance's, who maps them.
+            let candidates = layout::other_barrier_lock_inodes(self.file_id);
+            let known: Vec<u64> = match self.foreign.try_lock() {
+                Ok(known) => known.clone(),
+                Err(_) => Vec::new(),
+            };
+            let fresh: Option<Vec<u64>> =
+                candidates.map(|c| c.into_iter().filter(|i| !known.contains(i)).collect());
+            if fresh.as_ref().is_some_and(Vec::is_empty) {
+                return None;
+            }
+            let found = layout::scan_maps(&self.canonical, self.file_id, fresh.as_deref());
+            if !found.ours_old.is_empty() {
+                let pids: Vec<String> = found.ours_old.iter().map(u32::to_string).collect();
                 return Some(format!(
                     "processes still use a removed or replaced barrier file: path=<{}> pids=<{}>",
                     self.path.display(),
                     pids.join(",")
                 ));
+            }
+            if let Ok(mut known) = self.foreign.try_lock() {
+                for ino in found.foreign {
+                    if !known.contains(&ino) {
+                        known.push(ino);
+                    }
+                }
             }
         }
         None
@@ -950,9 +978,6 @@ impl Barrier {
                 pid: t.freezer_pid().load(SeqCst),
             });
         }
-        // Before writers are stopped: processes on a removed file only get
-        // fewer (a file replaced later shows at the thaw's path check).
-        let replaced = self.replaced_reason(true);
         let word = t.freeze_word();
         let old = word.load(SeqCst);
         if old & FROZEN != 0 {
@@ -978,6 +1003,15 @@ impl Barrier {
             let busy = self.busy_slots(state, fd);
             let now = kernel::monotonic_ns();
             if busy.is_empty() {
+                // Writers on this file are out and sleep (so the few system
+                // calls this takes do not compete with them for the CPU):
+                // is any process still on a removed or replaced file? The
+                // set of such processes only shrinks, so this sees every
+                // one alive now; one that exited while we drained is missed
+                // (checked before setting FROZEN instead, the freeze took
+                // 10x longer under tight writers). A file replaced later
+                // shows at the thaw's path check.
+                let replaced = self.replaced_reason(true);
                 t.hdr64(OFF_FREEZES).fetch_add(1, SeqCst);
                 return Ok(FreezeToken {
                     barrier: self,
