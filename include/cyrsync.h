@@ -31,21 +31,6 @@
 
 
 /**
- * Slots in a newly created barrier file, unless asked otherwise.
- */
-#define DEFAULT_SLOT_COUNT DEFAULT_SLOTS
-
-/**
- * The most slots a barrier file may have.
- */
-#define MAX_SLOT_COUNT MAX_SLOTS
-
-/**
- * [`SlotInfo::index`] of the entry that stands for the overflow path.
- */
-#define OVERFLOW_INDEX UINT32_MAX
-
-/**
  * syslog(3) priorities, the levels the callback receives.
  */
 #define CYRSYNC_LOG_ERR 3

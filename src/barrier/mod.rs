@@ -169,10 +169,8 @@ use process::ProcState;
 pub const FILE_NAME: &str = "cyrsync-barrier";
 /// The default freeze bound.
 pub const DEFAULT_MAX_FREEZE: Duration = Duration::from_secs(5);
-/// Slots in a newly created barrier file, unless asked otherwise.
-pub const DEFAULT_SLOT_COUNT: u32 = DEFAULT_SLOTS;
 /// The most slots a barrier file may have.
-pub const MAX_SLOT_COUNT: u32 = MAX_SLOTS;
+pub(crate) const MAX_SLOT_COUNT: u32 = MAX_SLOTS;
 
 const FROZEN: u32 = 1;
 const EXPIRED: u32 = 2;
@@ -186,7 +184,7 @@ const HELD: u32 = 1 << 31;
 const DEPTH_MASK: u32 = HELD - 1;
 
 /// [`SlotInfo::index`] of the entry that stands for the overflow path.
-pub const OVERFLOW_INDEX: u32 = u32::MAX;
+pub(crate) const OVERFLOW_INDEX: u32 = u32::MAX;
 
 /// How often a draining freezer re-scans even without a wake-up (to notice
 /// writers that died inside the barrier).
@@ -323,7 +321,8 @@ pub enum Entered {
 /// One slot as seen by [`Barrier::status`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotInfo {
-    /// The slot, or [`OVERFLOW_INDEX`] for the processes without one.
+    /// The slot, or `u32::MAX` for the processes without one (see
+    /// [`SlotInfo::is_overflow`]).
     pub index: u32,
     /// Last owner's pid (0 if reclaimed; 0 for the overflow entry).
     pub pid: u32,
@@ -333,6 +332,14 @@ pub struct SlotInfo {
     /// Whether the owning process is alive (its slot lock is held, or its
     /// pid and start time still name a running process).
     pub alive: bool,
+}
+
+impl SlotInfo {
+    /// Whether this entry stands for the processes without a slot (then
+    /// `index` is `u32::MAX` and `depth` how many of them are inside).
+    pub fn is_overflow(&self) -> bool {
+        self.index == OVERFLOW_INDEX
+    }
 }
 
 /// A snapshot of the shared state.

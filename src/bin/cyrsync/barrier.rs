@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use cyrsync::barrier::{self, Barrier, BarrierError, DEFAULT_MAX_FREEZE, OVERFLOW_INDEX};
+use cyrsync::barrier::{self, Barrier, BarrierError, DEFAULT_MAX_FREEZE};
 
 /// Exit statuses of `cyrsync withlock` (documented in its usage text).
 const EXIT_OK: u8 = 0;
@@ -382,7 +382,7 @@ pub fn main(mut args: Vec<OsString>) -> ExitCode {
     } else {
         println!("state: not frozen");
     }
-    let slots = || st.slots.iter().filter(|s| s.index != OVERFLOW_INDEX);
+    let slots = || st.slots.iter().filter(|s| !s.is_overflow());
     let live = slots().filter(|s| s.alive).count();
     let inside = slots().filter(|s| s.depth > 0).count();
     println!(
@@ -429,7 +429,7 @@ fn status_json(path: &Path, st: &barrier::Status) -> String {
     let slots: Vec<String> = st
         .slots
         .iter()
-        .filter(|s| s.index != OVERFLOW_INDEX)
+        .filter(|s| !s.is_overflow())
         .map(|s| {
             format!(
                 "{{\"slot\":{},\"pid\":{},\"depth\":{},\"alive\":{}}}",
