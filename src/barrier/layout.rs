@@ -266,8 +266,20 @@ fn give_to_lock_dir_owner(file: &File, path: &Path) {
 /// process uses another barrier file (here or in another instance): the
 /// costly /proc/*/maps scan is only needed for the inodes listed. None if
 /// /proc/locks cannot be read (then scan everything).
-pub(crate) fn other_barrier_lock_inodes(ours: FileId) -> Option<Vec<u64>> {
-    let text = std::fs::read_to_string("/proc/locks").ok()?;
+pub(crate) fn other_barrier_lock_inodes(locks: &File, ours: FileId) -> Option<Vec<u64>> {
+    // One pread from 0 (it is a seq_file: each read from 0 is a fresh
+    // listing); more only for a very long list.
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0;
+    loop {
+        let n = locks.read_at(&mut buf[len..], len as u64).ok()?;
+        len += n;
+        if n == 0 || len < buf.len() {
+            break;
+        }
+        buf.resize(buf.len() * 2, 0);
+    }
+    let text = String::from_utf8_lossy(&buf[..len]);
     let mut inodes = Vec::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();

@@ -77,7 +77,7 @@
 //! # A removed or replaced file
 //!
 //! Writers never look at the path (their fast path makes no system call).
-//! The freezer does: once drained, it reads /proc/locks (every barrier
+//! The freezer does: before it sets FROZEN, it reads /proc/locks (every barrier
 //! process holds an OFD lock on the file it uses: a slot's, or byte 3 for
 //! a slotless one); only if some process locks another barrier-like file
 //! does it scan /proc/*/maps for processes that map that inode as
@@ -483,6 +483,8 @@ pub struct Barrier {
     /// under other paths only: not scanned for again. A lock a fork could
     /// catch held is only ever tried, never waited for.
     foreign: std::sync::Mutex<Vec<u64>>,
+    /// /proc/locks, for the freezer (see `proc_locks`).
+    proc_locks: process::OnceBox<std::fs::File>,
     /// The freeze word of the freeze this handle holds, 0 if none (the OFD
     /// freezer lock cannot conflict with itself, so a second freeze through
     /// the same handle is caught here).
@@ -623,6 +625,7 @@ impl Barrier {
             max_freeze,
             root,
             foreign: std::sync::Mutex::new(Vec::new()),
+            proc_locks: process::OnceBox::new(),
             my_freeze: AtomicU32::new(0),
         })
     }
@@ -891,6 +894,12 @@ impl Barrier {
     /// file we mapped, or other processes map another `cyrsync-barrier` at
     /// this path (a removed or replaced file they still write through).
     fn replaced_reason(&self, scan: bool) -> Option<String> {
+        if scan {
+            // At the freeze: is any process on another barrier file? (The
+            // path is checked at the thaw: a file replaced before or during
+            // the freeze is still replaced then.)
+            return self.other_file_users();
+        }
         match std::fs::metadata(&self.path) {
             Err(e) => {
                 return Some(format!(
@@ -910,37 +919,58 @@ impl Barrier {
                 }
             }
         }
-        if scan {
-            // Which other barrier files are in use at all (cheap), then, for
-            // those not known to be another instance's, who maps them.
-            let candidates = layout::other_barrier_lock_inodes(self.file_id);
-            let known: Vec<u64> = match self.foreign.try_lock() {
-                Ok(known) => known.clone(),
-                Err(_) => Vec::new(),
-            };
-            let fresh: Option<Vec<u64>> =
-                candidates.map(|c| c.into_iter().filter(|i| !known.contains(i)).collect());
-            if fresh.as_ref().is_some_and(Vec::is_empty) {
-                return None;
-            }
-            let found = layout::scan_maps(&self.canonical, self.file_id, fresh.as_deref());
-            if !found.ours_old.is_empty() {
-                let pids: Vec<String> = found.ours_old.iter().map(u32::to_string).collect();
-                return Some(format!(
-                    "processes still use a removed or replaced barrier file: path=<{}> pids=<{}>",
-                    self.path.display(),
-                    pids.join(",")
-                ));
-            }
-            if let Ok(mut known) = self.foreign.try_lock() {
-                for ino in found.foreign {
-                    if !known.contains(&ino) {
-                        known.push(ino);
-                    }
+        None
+    }
+
+    /// Processes on a removed or replaced barrier file, as a reason.
+    fn other_file_users(&self) -> Option<String> {
+        // Which other barrier files are in use at all (cheap), then, for
+        // those not known to be another instance's, who maps them.
+        let candidates = self
+            .proc_locks()
+            .and_then(|f| layout::other_barrier_lock_inodes(f, self.file_id));
+        let known: Vec<u64> = match self.foreign.try_lock() {
+            Ok(known) => known.clone(),
+            Err(_) => Vec::new(),
+        };
+        let fresh: Option<Vec<u64>> =
+            candidates.map(|c| c.into_iter().filter(|i| !known.contains(i)).collect());
+        if fresh.as_ref().is_some_and(Vec::is_empty) {
+            return None;
+        }
+        let found = layout::scan_maps(&self.canonical, self.file_id, fresh.as_deref());
+        if !found.ours_old.is_empty() {
+            let pids: Vec<String> = found.ours_old.iter().map(u32::to_string).collect();
+            return Some(format!(
+                "processes still use a removed or replaced barrier file: path=<{}> pids=<{}>",
+                self.path.display(),
+                pids.join(",")
+            ));
+        }
+        if let Ok(mut known) = self.foreign.try_lock() {
+            for ino in found.foreign {
+                if !known.contains(&ino) {
+                    known.push(ino);
                 }
             }
         }
         None
+    }
+
+    /// /proc/locks, opened once (by the first freeze: other processes never
+    /// hold it) and read with one pread per freeze: fewer system calls while
+    /// the writers wait.
+    fn proc_locks(&self) -> Option<&std::fs::File> {
+        if let Some(f) = self.proc_locks.get() {
+            return Some(f);
+        }
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open("/proc/locks")
+            .ok()?;
+        let _ = self.proc_locks.set(Box::new(f));
+        self.proc_locks.get()
     }
 
     /// Freeze: stop new writers, wait for those inside to leave (at most
@@ -985,6 +1015,12 @@ impl Barrier {
                 pid: t.freezer_pid().load(SeqCst),
             });
         }
+        // Is any process on a removed or replaced barrier file? Before
+        // writers are stopped: the set of such processes only shrinks, so
+        // every one that can write during this freeze is seen (one pread of
+        // /proc/locks; the maps scan only for unknown barrier-like locks).
+        // A file replaced later shows at the thaw's path check.
+        let replaced = self.replaced_reason(true);
         let word = t.freeze_word();
         let old = word.load(SeqCst);
         if old & FROZEN != 0 {
@@ -1010,15 +1046,6 @@ impl Barrier {
             let busy = self.busy_slots(state, fd);
             let now = kernel::monotonic_ns();
             if busy.is_empty() {
-                // Writers on this file are out and sleep (so the few system
-                // calls this takes do not compete with them for the CPU):
-                // is any process still on a removed or replaced file? The
-                // set of such processes only shrinks, so this sees every
-                // one alive now; one that exited while we drained is missed
-                // (checked before setting FROZEN instead, the freeze took
-                // 10x longer under tight writers). A file replaced later
-                // shows at the thaw's path check.
-                let replaced = self.replaced_reason(true);
                 t.hdr64(OFF_FREEZES).fetch_add(1, SeqCst);
                 return Ok(FreezeToken {
                     barrier: self,
