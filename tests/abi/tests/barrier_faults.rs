@@ -649,3 +649,21 @@ fn bad_arguments_of_the_new_calls_give_statuses() {
     assert!(logged("too many slots"));
     assert!(logged("empty lock directory"));
 }
+
+#[test]
+fn another_instances_barrier_is_not_a_replaced_file() {
+    let a = TempDir::new("bf-inst-a");
+    let b = TempDir::new("bf-inst-b");
+    // A process of another instance, inside its own barrier.
+    let mut other = Proc::spawn(&["hold", s(a.path())]);
+    assert_eq!(field(&other.line(), "inside"), OK);
+    let f = cyrsync::barrier::Barrier::open(b.path(), Duration::from_secs(5)).unwrap();
+    for _ in 0..3 {
+        let token = f.freeze(Duration::from_secs(5)).unwrap();
+        let v = f.thaw(token).unwrap();
+        assert!(v.consistent(), "{v:?}");
+    }
+    other.tell();
+    assert_eq!(field(&other.line(), "left"), OK);
+    other.finish();
+}
