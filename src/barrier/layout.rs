@@ -309,7 +309,8 @@ pub(crate) fn other_barrier_lock_inodes(locks: &File, ours: FileId) -> Option<Ve
 #[derive(Debug, Default)]
 pub(crate) struct MapsScan {
     /// Processes (other than this one) that map one of the inodes under our
-    /// path (or `path (deleted)`): writers on a removed or replaced file.
+    /// path (or `path (deleted)`, or another name in our directory): writers
+    /// on a removed, replaced or renamed file.
     pub(crate) ours_old: Vec<u32>,
     /// Inodes seen mapped under another path only (another instance).
     pub(crate) foreign: Vec<u64>,
@@ -369,7 +370,9 @@ pub(crate) fn scan_maps(path: &Path, ours: FileId, inodes: Option<&[u64]>) -> Ma
             }
             let file = rest.trim_start();
             let file = file.strip_suffix(" (deleted)").unwrap_or(file);
-            if file == name {
+            // Our path, or renamed away within our lock directory (another
+            // instance has its own directory).
+            if file == name || Path::new(file).parent() == path.parent() {
                 old = true;
                 at_our_path.push(ino);
             } else if file.ends_with(super::FILE_NAME) {

@@ -308,8 +308,19 @@ fn damaged_files_are_refused_untouched_and_reset_repairs_them() {
             assert_eq!(std::fs::read(&file).unwrap(), bytes, "{what}: untouched");
         }
         drop(holder);
-        // ... and repairs it once nobody does.
-        let o = cyrsync::barrier::reset(dir.path(), 0).unwrap();
+        // ... and repairs it once nobody does. (A child another test forks
+        // holds a copy of our descriptor, and so the lock, until it execs:
+        // a moment.)
+        let mut tries = 0;
+        let o = loop {
+            match cyrsync::barrier::reset(dir.path(), 0) {
+                Err(cyrsync::barrier::BarrierError::InUse { .. }) if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other.unwrap(),
+            }
+        };
         assert!(
             matches!(o, cyrsync::barrier::ResetOutcome::Replaced { .. }),
             "{what}: {o:?}"
@@ -666,4 +677,21 @@ fn another_instances_barrier_is_not_a_replaced_file() {
     other.tell();
     assert_eq!(field(&other.line(), "left"), OK);
     other.finish();
+}
+
+#[test]
+fn renamed_away_under_live_writers_is_not_consistent() {
+    let dir = TempDir::new("bf-renamed");
+    let file = barrier_file(dir.path());
+    let mut w = Proc::spawn(&["write", s(dir.path())]);
+    assert_eq!(w.line().trim(), "writing");
+    std::fs::rename(&file, dir.path().join("cyrsync-barrier.old")).unwrap();
+    let (out, err) = run(&["freeze", s(dir.path()), "20"]);
+    assert_eq!(field(&out, "freeze"), OK, "{err}");
+    assert_eq!(
+        field(&out, "thaw"),
+        CYRSYNC_STATUS_BARRIER_REPLACED,
+        "writers on the renamed file: {err}"
+    );
+    w.kill();
 }
