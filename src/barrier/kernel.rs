@@ -38,6 +38,7 @@ impl Mapping {
         Ok(Mapping { raw })
     }
 
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.raw.len()
     }
@@ -46,6 +47,7 @@ impl Mapping {
     ///
     /// Panics (a bug, caught at the C boundary) if the word is out of bounds
     /// or misaligned.
+    #[inline]
     pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
         assert!(
             offset % 4 == 0 && offset + 4 <= self.len(),
@@ -59,6 +61,7 @@ impl Mapping {
     }
 
     /// The `AtomicU64` at byte `offset` (8-aligned).
+    #[inline]
     pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
         assert!(
             offset % 8 == 0 && offset + 8 <= self.len(),
@@ -222,6 +225,7 @@ fn fd_inode(fd: RawFd) -> Option<u64> {
 }
 
 /// The current fork generation (installs the atfork handler on first use).
+#[inline]
 pub(crate) fn fork_generation() -> u64 {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {

@@ -70,6 +70,7 @@ pub(crate) fn file_len(slots: u32) -> usize {
     HEADER_SIZE + slots as usize * SLOT_SIZE
 }
 
+#[inline]
 pub(crate) fn slot_offset(index: u32) -> usize {
     HEADER_SIZE + index as usize * SLOT_SIZE
 }
@@ -482,35 +483,45 @@ pub(crate) struct Table {
 }
 
 impl Table {
+    #[inline]
     pub(crate) fn slot_word(&self, index: u32) -> &std::sync::atomic::AtomicU32 {
         self.map.u32_at(slot_offset(index) + SLOT_WORD)
     }
+    #[inline]
     pub(crate) fn slot_pid(&self, index: u32) -> &std::sync::atomic::AtomicU32 {
         self.map.u32_at(slot_offset(index) + SLOT_PID)
     }
+    #[inline]
     pub(crate) fn slot_start(&self, index: u32) -> &std::sync::atomic::AtomicU64 {
         self.map.u64_at(slot_offset(index) + SLOT_START)
     }
+    #[inline]
     pub(crate) fn freeze_word(&self) -> &std::sync::atomic::AtomicU32 {
         self.map.u32_at(OFF_FREEZE_WORD)
     }
+    #[inline]
     pub(crate) fn drain_word(&self) -> &std::sync::atomic::AtomicU32 {
         self.map.u32_at(OFF_DRAIN_WORD)
     }
+    #[inline]
     pub(crate) fn overflow(&self) -> &std::sync::atomic::AtomicU32 {
         self.map.u32_at(OFF_OVERFLOW)
     }
+    #[inline]
     pub(crate) fn freezer_pid(&self) -> &std::sync::atomic::AtomicU32 {
         self.map.u32_at(OFF_FREEZER_PID)
     }
+    #[inline]
     pub(crate) fn high_water_word(&self) -> &std::sync::atomic::AtomicU32 {
         self.map.u32_at(OFF_HIGH_WATER)
     }
+    #[inline]
     pub(crate) fn high_water(&self) -> u32 {
         self.high_water_word()
             .load(std::sync::atomic::Ordering::SeqCst)
             .min(self.slot_count)
     }
+    #[inline]
     pub(crate) fn hdr64(&self, offset: usize) -> &std::sync::atomic::AtomicU64 {
         self.map.u64_at(offset)
     }
