@@ -262,7 +262,7 @@ grep -E 'IOERROR|SYNCERROR|sync_log|write\(\) to|No space left' "$DIR/syslog.fau
 SYSLOG_LINES=$(wc -l <"$DIR/syslog.fault.synclog")
 SYSLOG_NAMING=$(grep -E 'IOERROR|SYNCERROR' "$DIR/syslog.fault.synclog" | grep -c 'user\.during' || true)
 say "syslog during the fault: $SYSLOG_LINES lines about the sync log, $SYSLOG_NAMING SYNCERROR/IOERROR naming the record (user.during); first ones:"
-sed 's/^[A-Z][a-z][a-z] [0-9 ][0-9] [0-9:]* [^ ]* /    /' "$DIR/syslog.fault.synclog" | cut -c1-200 | sort | uniq -c | sort -rn | head -n 4 || true
+sed 's/^[A-Z][a-z][a-z] [0-9 ][0-9] [0-9:.]* [^ ]* /    /' "$DIR/syslog.fault.synclog" | cut -c1-200 | sort | uniq -c | sort -rn | head -n 4 || true
 
 "${LOAD[@]}" logcheck "$DIR/log.after" >"$DIR/logcheck.after"
 read -r _ _ _ TORN _ TAIL_TORN < <(head -n 1 "$DIR/logcheck.after")
@@ -299,7 +299,7 @@ env LD_PRELOAD="$CASS/utils/syslog.so" CASSANDANE_SYSLOG_FNAME="$M/syslog" \
 say "sync_client -R -1 -o: exit $sc_rc"
 grep -v -E 'imap_sasl|debug logging' "$DIR/sync_client.out" | head -n 8 | sed 's/^/    | /' || true
 syslog_from "$SYSLOG_SC" | grep -E 'sync_client' | grep -E 'ERROR|rror|Invalid|Garbage|set aside|log-bad|Unknown' \
-    | sed 's/^[A-Z][a-z][a-z] [0-9 ][0-9] [0-9:]* [^ ]* /    syslog: /' | cut -c1-200 | head -n 6 || true
+    | sed 's/^[A-Z][a-z][a-z] [0-9 ][0-9] [0-9:.]* [^ ]* /    syslog: /' | cut -c1-200 | head -n 6 || true
 echo "    left in sync/: $(cd "$SYNC" && ls -l | awk 'NR > 1 { printf "%s(%s bytes) ", $9, $5 }')"
 LOG_BAD=$(size_of "$SYNC/log-bad")
 
