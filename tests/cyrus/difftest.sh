@@ -259,9 +259,15 @@ for input in "$WORK"/inputs/*; do
         # documented: the C reader's begin() fails on a descriptor reader
         if [ $mode = fd ] && grep -q '^begin IMAP_IOERROR' "$WORK/vanilla/reader/$base.$mode" \
                 && grep -q '^begin OK' "$WORK/patched/reader/$base.$mode"; then
-            # ...and cyrsync's gives the items the C file reader gives
+            # ...and cyrsync's gives the items the C file reader gives, or
+            # (a bad line read past) those of cyrsync's own file reader,
+            # whose difference from C's is the known one below
             if diff <(grep -E '^(item|getitem)' "$WORK/vanilla/reader/$base.file") \
                     <(grep -E '^(item|getitem)' "$WORK/patched/reader/$base.$mode") >/dev/null; then
+                known=KNOWN
+            elif diff <(grep -E '^(item|getitem)' "$WORK/patched/reader/$base.file") \
+                      <(grep -E '^(item|getitem)' "$WORK/patched/reader/$base.$mode") >/dev/null \
+                    && read_on_known "$base.file" file; then
                 known=KNOWN
             fi
         fi
