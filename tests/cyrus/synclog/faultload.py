@@ -6,10 +6,10 @@
   faultload.py fill PORT USER LOG MAX STALL APPENDs to USER's INBOX until LOG has
                                             not grown for STALL appends in a row
                                             (its disk is full) or MAX appends
-  faultload.py flag PORT USER...            STORE +FLAGS (\\Flagged) on every
-                                            message of each USER's INBOX
-  faultload.py count PORT USER...           "USER MESSAGES FLAGGED" per user
-                                            (-1 -1: no such mailbox)
+  faultload.py sub PORT USER...             each USER SUBSCRIBEs its INBOX (one
+                                            sync log record: SUB)
+  faultload.py count PORT USER...           "USER MESSAGES SUBSCRIBED" per user
+                                            (-1: cannot be read)
   faultload.py logcheck FILE                parse every line of a sync log
 
 The append commands print "appends OK FAILED" (fill: "appends OK FAILED
@@ -85,35 +85,33 @@ def appends(port, user, n, stop=None):
 
 
 def count(port, user):
-    """(messages, flagged) in USER's INBOX, (-1, -1) when it cannot be read."""
+    """(messages in USER's INBOX, USER's subscriptions), -1 where unreadable."""
+    messages = subs = -1
     try:
         imap = connect(port, user)
         typ, data = imap.select("INBOX", readonly=True)
-        if typ != "OK":
-            imap.logout()
-            return -1, -1
-        messages = int(data[0])
-        typ, data = imap.search(None, "FLAGGED")
+        if typ == "OK":
+            messages = int(data[0])
+        typ, data = imap.lsub()
+        if typ == "OK":
+            subs = len([d for d in data if d])
         imap.logout()
     except Exception:  # noqa: BLE001
-        return -1, -1
-    if typ != "OK":
-        return messages, -1
-    return messages, len((data[0] or b"").split())
+        pass
+    return messages, subs
 
 
-def flag(port, user):
-    """STORE +FLAGS (\\Flagged) 1:*; True when it was answered OK."""
+def sub(port, user):
+    """SUBSCRIBE INBOX; True when it was answered OK."""
     try:
         imap = connect(port, user)
-        imap.select("INBOX")
-        typ, data = imap.store("1:*", "+FLAGS", "(\\Flagged)")
+        typ, data = imap.subscribe("INBOX")
         imap.logout()
     except Exception as e:  # noqa: BLE001
-        print(f"STORE for {user}: {e}", file=sys.stderr)
+        print(f"SUBSCRIBE for {user}: {e}", file=sys.stderr)
         return False
     if typ != "OK":
-        print(f"STORE for {user}: {typ} {data}", file=sys.stderr)
+        print(f"SUBSCRIBE for {user}: {typ} {data}", file=sys.stderr)
     return typ == "OK"
 
 
@@ -238,9 +236,9 @@ def main():
 
         ok, failed = appends(port, user, mx, full)
         print(f"appends {ok} {failed} {1 if state['same'] >= stall else 0}")
-    elif cmd == "flag":
-        ok = sum(1 for u in a[1:] if flag(a[0], u))
-        print(f"stores {ok} {len(a) - 1 - ok}")
+    elif cmd == "sub":
+        ok = sum(1 for u in a[1:] if sub(a[0], u))
+        print(f"subscribes {ok} {len(a) - 1 - ok}")
     elif cmd == "count":
         for u in a[1:]:
             print(u, *count(a[0], u))

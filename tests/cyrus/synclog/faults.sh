@@ -22,17 +22,17 @@ a small tmpfs that nothing outside sees; it is gone with the namespace.
     client APPENDs to `during` until the log has not grown for STALL
     APPENDs in a row (its records fail: ENOSPC) -- every APPEND must still
     be OK, and a new connection must be served meanwhile;
- 4. space is freed (the filler removed); \Flagged is set on post1..post3's
-    message, one connection each: one record (MAILBOX user.postN) each, the
-    only one for its mailbox after the fault, so a record lost or glued onto
-    a torn one shows as a flag not replicated; then NPOST APPENDs to pre;
+ 4. space is freed (the filler removed); post1..post3 each SUBSCRIBE their
+    INBOX: one record each (SUB), the only one for that user after the
+    fault, so a record lost or glued onto a torn one shows as a
+    subscription not replicated; then NPOST APPENDs to pre;
  5. checks on the log (log.after): every line parses (no torn line, no
     partial last line: faultload.py logcheck), the log of step 2 is still
     its prefix, post1..post3 are logged; syslog of the fault has a line
     about the failed records (SYNCERROR/IOERROR naming the mailbox);
  6. `sync_client -R -1 -o` replicates what the log says; pre and post1..3
-    must have as many messages and \Flagged messages on the replica as on
-    the master (lost = the difference); no Cyrus process died of a signal.
+    must have as many messages and subscriptions on the replica as on the
+    master (lost = the difference); no Cyrus process died of a signal.
 
 Prints a transcript, then one line
   FAULTS appends_ok=.. appends_failed=.. records_before=.. ...
@@ -250,11 +250,11 @@ SYSLOG_FREED=$(size_of "$M/syslog")
 say "space freed: $(df -k --output=avail "$SYNC" | tail -n 1 | tr -d ' ') KiB free"
 
 # ---------------------------------------------------------------- after
-read -r _ flag_ok flag_failed < <("${LOAD[@]}" flag "$PORT" post1 post2 post3)
+read -r _ sub_ok sub_failed < <("${LOAD[@]}" sub "$PORT" post1 post2 post3)
 read -r _ post_ok post_failed < <("${LOAD[@]}" append "$PORT" pre "$NPOST")
 cp "$SYNC/log" "$DIR/log.after"
 REC_AFTER=$(lines_of "$DIR/log.after")
-say "after: \\Flagged set on post1..post3: $flag_ok/3 OK; $post_ok/$NPOST APPENDs to pre OK; log: $REC_AFTER records, $(size_of "$DIR/log.after") bytes"
+say "after: post1..post3 SUBSCRIBE INBOX: $sub_ok/3 OK; $post_ok/$NPOST APPENDs to pre OK; log: $REC_AFTER records, $(size_of "$DIR/log.after") bytes"
 
 # the syslog of the fault: what the daemons said about the failed records
 syslog_from "$SYSLOG_MARK" "$SYSLOG_FREED" >"$DIR/syslog.fault"
@@ -287,9 +287,9 @@ sys.stdout.buffer.write(open(sys.argv[2], 'rb').read()[during.rfind(b'\n') + 1:]
 EOF
 POST_LOGGED=0
 for u in post1 post2 post3; do
-    grep -qx "MAILBOX user\\.$u" "$DIR/log.new" && POST_LOGGED=$((POST_LOGGED + 1))
+    grep -qx "SUB $u user\\.$u" "$DIR/log.new" && POST_LOGGED=$((POST_LOGGED + 1))
 done
-say "log of before kept as the prefix: $PREFIX_KEPT ($LOST_LINES records of before missing); flags of post1..post3 logged as whole records: $POST_LOGGED/3"
+say "log of before kept as the prefix: $PREFIX_KEPT ($LOST_LINES records of before missing); subscriptions of post1..post3 logged as whole records: $POST_LOGGED/3"
 
 # ---------------------------------------------------------------- replicate
 SYSLOG_SC=$(size_of "$M/syslog")
@@ -307,7 +307,7 @@ LOST=0 REPLICATED=yes
 USERS=(pre during post1 post2 post3)
 "${LOAD[@]}" count "$PORT" "${USERS[@]}" >"$DIR/count.master"
 "${LOAD[@]}" count "$((PORT + 1))" "${USERS[@]}" >"$DIR/count.replica"
-printf '    %-8s %16s %16s\n' user 'master msgs/flag' 'replica msgs/flag'
+printf '    %-8s %16s %16s\n' user 'master msgs/subs' 'replica msgs/subs'
 while read -r u m mf r rf; do
     note=
     if [ "$u" = during ]; then
@@ -329,8 +329,8 @@ for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null || DEATHS=$((DEATHS + 1)); do
 say "process deaths (signals, abnormal exits, a master gone): $DEATHS"
 
 # ---------------------------------------------------------------- verdict
-[ "$dur_failed" = 0 ] && [ "$post_failed" = 0 ] && [ "$flag_failed" = 0 ] \
-    || fail "IMAP commands failed: $dur_failed APPENDs during the fault, $flag_failed STOREs and $post_failed APPENDs after"
+[ "$dur_failed" = 0 ] && [ "$post_failed" = 0 ] && [ "$sub_failed" = 0 ] \
+    || fail "IMAP commands failed: $dur_failed APPENDs during the fault, $sub_failed SUBSCRIBEs and $post_failed APPENDs after"
 [ "$STALLED" = 1 ] || fail "the log never stopped growing during the fault (the disk never got full?)"
 [ "$SERVED" = yes ] || fail "imapd did not serve a new connection during the fault"
 [ "$SYSLOG_NAMING" -ge 1 ] || fail "no SYNCERROR/IOERROR line naming a failed record (user.during)"
@@ -338,11 +338,11 @@ say "process deaths (signals, abnormal exits, a master gone): $DEATHS"
 [ "$PREFIX_KEPT" = yes ] && [ "$LOST_LINES" = 0 ] || fail "the log of before the fault was not kept ($LOST_LINES records missing)"
 [ "$POST_LOGGED" = 3 ] || fail "only $POST_LOGGED of 3 changes after the fault were logged as whole records"
 [ "$REPLICATED" = yes ] || fail "not everything was replicated (sync_client exit $sc_rc)"
-[ "$LOST" = 0 ] || fail "$LOST message(s) logged before or after the fault did not reach the replica"
+[ "$LOST" = 0 ] || fail "$LOST change(s) logged before or after the fault did not reach the replica (messages, subscriptions)"
 [ "$DEATHS" = 0 ] || fail "$DEATHS process death(s)"
 
 echo
-echo "FAULTS appends_ok=$((pre_ok + dur_ok + post_ok)) appends_failed=$((pre_failed + dur_failed + post_failed + flag_failed))" \
+echo "FAULTS appends_ok=$((pre_ok + dur_ok + post_ok)) appends_failed=$((pre_failed + dur_failed + post_failed + sub_failed))" \
      "fault_appends=$dur_ok records_before=$REC_BEFORE records_during=$REC_DURING records_after=$REC_AFTER" \
      "syslog_lines=$SYSLOG_LINES syslog_naming=$SYSLOG_NAMING torn=$((TORN + TAIL_TORN)) log_bad=$LOG_BAD" \
      "replicated=$REPLICATED lost=$((LOST + LOST_LINES)) deaths=$DEATHS served=$SERVED seconds=$(( $(date +%s) - T0 ))" \
