@@ -236,7 +236,7 @@ chown -R cyrus:mail "$WORK/inputs"
 # --------------------------------------------------------- reader cases
 for fl in vanilla patched; do conf "$fl" reader "sync_log: 1" >/dev/null; done
 
-# read_on_known OUT MODE: the reader outputs differ only as cyrsync's
+# read_on_known OUT MODE INPUT: the reader outputs differ only as cyrsync's
 # read-on at a bad line makes them differ (see the case below)
 read_on_known() {
     local v=$WORK/vanilla/reader/$1 p=$WORK/patched/reader/$1 mode=$2
@@ -251,6 +251,15 @@ read_on_known() {
     # lists what is left: log-bad beside the channel's log)
     if [ "$mode" = channel ] && [ "$pi" != "$vi" ]; then
         grep -q '^\./rc/log-bad$' "$p" || return 1
+    fi
+    # and what log-bad holds is lines of the input, not something else
+    local bad=$WORK/patched/reader/conf/sync/rc/log-bad
+    if [ "$mode" = channel ] && [ -e "$bad" ]; then
+        python3 - "$bad" "$3" <<'PYEOF' || return 1
+import sys
+bad, inp = (open(f, 'rb').read() for f in sys.argv[1:3])
+sys.exit(0 if all(l in inp for l in bad.split(b'\n') if l) else 1)
+PYEOF
     fi
     return 0
 }
@@ -291,7 +300,7 @@ for input in "$WORK"/inputs/*; do
                 known=KNOWN
             elif diff <(grep -E '^(item|getitem)' "$WORK/patched/reader/$base.file") \
                       <(grep -E '^(item|getitem)' "$WORK/patched/reader/$base.$mode") >/dev/null \
-                    && read_on_known "$base.file" file; then
+                    && read_on_known "$base.file" file "$input"; then
                 known=KNOWN
             fi
         fi
@@ -308,7 +317,7 @@ for input in "$WORK"/inputs/*; do
         # (its bytes in log-bad beside the log) and reads on.  So C's items
         # must be a prefix of cyrsync's, everything else the same but the
         # log-bad file, and where cyrsync read more, it kept the bad bytes
-        if [ $st != 0 ] && [ -z "$known" ] && read_on_known "$base.$mode" "$mode"; then
+        if [ $st != 0 ] && [ -z "$known" ] && read_on_known "$base.$mode" "$mode" "$input"; then
             known=KNOWN
         fi
         if [ $st != 0 ] && [ -z "$known" ] && [ "$VERSION" != 3.6.1 ] && grep -q '+}' "$input"; then
