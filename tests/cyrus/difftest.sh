@@ -330,5 +330,23 @@ for input in "$WORK"/inputs/*; do
     done
 done
 
+# --------------------------------------------------------- squatter's loop
+# begin, items, (no end), a new record, begin again: the second begin()
+# ends the first run as C's does (log-run unlinked), then reads the new log
+for fl in vanilla patched; do
+    c=$(conf "$fl" rolling "sync_log: 1")
+    d=$(dirname "$c")
+    mkdir -p "$d/conf/sync/sq"
+    printf 'USER first.a\nMAILBOX user.first.b\n' >"$d/conf/sync/sq/log"
+    chown -R cyrus:mail "$d/conf/sync"
+    rc=0
+    timeout 20 "$WORK/difftest-$fl" -C "$c" rolling sq >"$d/out" 2>&1 || rc=$?
+    { echo "exit $rc"; echo "left behind:"; (cd "$d/conf/sync" && find . | sort); } >>"$d/out"
+done
+st=0
+diff -u "$WORK/vanilla/rolling/out" "$WORK/patched/rolling/out" >"$WORK/rolling.diff" || st=1
+result "read.rolling.begin-without-end" $st
+[ $st = 0 ] || head -n 30 "$WORK/rolling.diff"
+
 echo "difftest: $FAILS failing case(s); outputs in $WORK"
 [ $FAILS = 0 ]
