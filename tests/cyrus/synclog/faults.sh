@@ -34,6 +34,8 @@ a small tmpfs that nothing outside sees; it is gone with the namespace.
     must have as many messages and subscriptions on the replica as on the
     master (lost = the difference); no Cyrus process died of a signal.
 
+Exit 77 (skipped) where a tmpfs cannot be mounted in a private mount
+namespace (not root, or a container without CAP_SYS_ADMIN).
 Prints a transcript, then one line
   FAULTS appends_ok=.. appends_failed=.. records_before=.. ...
 for tests/cyrus/run's side-by-side table.  Exit 0 when every check holds
@@ -78,13 +80,19 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+# exit 77: skipped (tests/cyrus/run reports SKIP, not FAIL)
 if [ "$(id -u)" != 0 ]; then
-    echo "faults: SKIP: needs root (a tmpfs in a private mount namespace; Cyrus switches to the cyrus user)" >&2
-    exit 2
+    echo "faults: SKIP: needs root (a tmpfs in a private mount namespace; Cyrus switches to the cyrus user)"
+    exit 77
 fi
 # everything below runs in a mount namespace of its own: the tmpfs is seen
 # by this script and the Cyrus processes it starts, and by nothing else
 if [ -z "${CYRSYNC_FAULTS_NS:-}" ]; then
+    if ! unshare -m --propagation private sh -c \
+            'd=$(mktemp -d) && mount -t tmpfs -o size=64k tmpfs "$d" && umount "$d" && rmdir "$d"' 2>/dev/null; then
+        echo "faults: SKIP: cannot mount a tmpfs in a private mount namespace here (unshare -m: no CAP_SYS_ADMIN?)"
+        exit 77
+    fi
     exec unshare -m --propagation private env CYRSYNC_FAULTS_NS=1 "$0" "$PREFIX" "${ARGS[@]}"
 fi
 
