@@ -143,6 +143,17 @@ fn age_text(secs: u64) -> String {
     }
 }
 
+/// A threshold as given: the largest unit that divides it.
+fn exact_age_text(secs: u64) -> String {
+    match secs {
+        0 => "0s".into(),
+        s if s % 86400 == 0 => format!("{}d", s / 86400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// A perfdata label: quoted, `'` doubled, `=` and non-printables escaped.
 fn perf_label(channel: &str, what: &str) -> String {
     let mut s = String::from("'");
@@ -196,11 +207,13 @@ pub fn evaluate(
                 } else {
                     bounds.warn
                 };
-                bad.push(format!(
-                    "{what} {} > {}",
-                    text(value),
-                    text(limit.unwrap_or(0))
-                ));
+                let limit = limit.unwrap_or(0);
+                let limit = if what == "oldest item" {
+                    exact_age_text(limit)
+                } else {
+                    text(limit)
+                };
+                bad.push(format!("{what} {} > {limit}", text(value)));
                 state = state.max(s);
             }
         }
