@@ -6,7 +6,8 @@
 #   PREFIX/lib/native-static-libs      the system libraries the archive needs
 #   PREFIX/lib/pkgconfig/cyrsync.pc    the same, as Libs.private
 #   PREFIX/bin/cyrsync                 the admin command
-#   PREFIX/share/man/man1, man7        the man pages
+#   PREFIX/share/man/man1              the man pages
+#   PREFIX/share/doc/cyrsync           the JSON schema (prose and JSON Schema)
 #
 # usage: scripts/install.sh [--debug] [--no-build] PREFIX
 #
@@ -97,4 +98,6 @@ for page in docs/man/*.[1-8]; do
     install -d "$dest$prefix/share/man/man$section"
     install -m 644 "$page" "$dest$prefix/share/man/man$section/"
 done
+install -d "$dest$prefix/share/doc/cyrsync"
+install -m 644 docs/cyrsync-json.md docs/cyrsync-json.schema.json "$dest$prefix/share/doc/cyrsync/"
 echo "installed cyrsync $version under $dest$prefix"

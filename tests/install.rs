@@ -72,6 +72,9 @@ fn installs_under_a_prefix_and_links_with_pkg_config() {
         "lib/native-static-libs",
         "lib/pkgconfig/cyrsync.pc",
         "bin/cyrsync",
+        "share/man/man1/cyrsync.1",
+        "share/man/man1/cyrsync-channel.1",
+        "share/doc/cyrsync/cyrsync-json.schema.json",
     ] {
         assert!(prefix.join(f).is_file(), "{f} not installed");
     }

@@ -23,7 +23,8 @@ const USAGE: &str = "usage:
   cyrsync channel check [-C IMAPD_CONF | --config-dir DIR] [THRESHOLDS] [CHANNEL...]
       monitoring plugin (Nagios/Icinga): see `cyrsync channel check --help`
 
---json prints one JSON document (schema: cyrsync-json(7)).
+--json prints one JSON document (schema: cyrsync-json.md and
+cyrsync-json.schema.json in cyrsync's documentation, share/doc/cyrsync).
 
 CHANNEL is a sync_log_channels name; without it, the default channel.
 The config directory is imapd.conf's configdirectory (default -C
