@@ -24,8 +24,8 @@ fn man_pages_render_without_warnings() {
     }
     for page in pages() {
         let text = std::fs::read_to_string(&page).unwrap();
-        if text.starts_with(".so ") {
-            let target = text[4..].trim().trim_start_matches("man1/");
+        if let Some(so) = text.strip_prefix(".so ") {
+            let target = so.trim().trim_start_matches("man1/");
             assert!(page.with_file_name(target).exists(), "{}", page.display());
             continue;
         }
