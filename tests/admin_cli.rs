@@ -676,6 +676,7 @@ fn metrics_parse_as_prometheus_text() {
         s.root.to_str().unwrap(),
         "o\"d\\d",
         "bad",
+        "bad",
     ]);
     assert_eq!(code(&o), 0);
     let text = stdout(&o);

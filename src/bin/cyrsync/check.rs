@@ -339,6 +339,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     if names.is_empty() {
         names = conf.as_ref().map_or_else(|| vec![None], |c| c.channels());
     }
+    crate::conf::dedup(&mut names);
     let now = crate::now();
     let reports: Vec<_> = names
         .iter()

@@ -94,6 +94,13 @@ impl Conf {
     }
 }
 
+/// Drop repeated channels (a channel named twice would be reported
+/// twice, and a metric family may not repeat a sample), keeping the order.
+pub fn dedup(names: &mut Vec<Option<Vec<u8>>>) {
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+}
+
 /// Where the channels live: `--config-dir DIR`, else `-C FILE`'s
 /// configdirectory (default /etc/imapd.conf).
 #[derive(Debug, Default)]
