@@ -681,6 +681,12 @@ fn metrics_parse_as_prometheus_text() {
     assert_eq!(code(&o), 0);
     let text = stdout(&o);
     assert!(text.contains("{channel=\"o\\\"d\\\\d\"}"), "{text}");
+    assert_eq!(
+        text.matches("cyrus_sync_channel_readable{channel=\"bad\"}")
+            .count(),
+        1,
+        "a channel named twice is reported once"
+    );
     let m = parse_metrics(&text);
     assert_eq!(
         value(&m, "cyrus_sync_channel_readable", &[("channel", "bad")]),
