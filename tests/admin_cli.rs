@@ -236,7 +236,7 @@ fn show_json_matches_the_schema_and_the_files() {
     state.push(0xe9);
     state.extend_from_slice(
         format!(
-            "\nfailed 2 UNMAILBOX shared.bad\nquarantined {} USER z\nruns 7 2 40 4 1 3 1\nlast-run {} 0 5 1 0 2 0\n",
+            "\nfailed 2 UNMAILBOX shared.bad\nquarantined {} USER z\nruns 7 2 40 4 1 3 1\nlast-run {} 0 0 5 1 0 2 0\n",
             t - 300,
             t - 60
         )
@@ -599,7 +599,7 @@ fn metrics_parse_as_prometheus_text() {
     s.write(
         "log-state",
         format!(
-            "deferred {} {} 2 USER a\nfailed 1 USER b\nruns 9 3 50 6 2 4 1\nlast-run {} 0 5 1 0 2 0\n",
+            "deferred {} {} 2 USER a\nfailed 1 USER b\nruns 9 3 50 6 2 4 1\nlast-run {} 0 0 5 1 0 2 0\n",
             t - 500,
             t - 30,
             t - 30
@@ -649,6 +649,23 @@ fn metrics_parse_as_prometheus_text() {
         Some((t - 30) as f64)
     );
     assert_eq!(value(&m, "cyrus_sync_last_run_completed", &ch), Some(1.0));
+    // a run that bailed out on IMAP_MAILBOX_LOCKED's code
+    let state = std::fs::read_to_string(s.ch.join("log-state")).unwrap();
+    s.write(
+        "log-state",
+        state
+            .replace(" 0 0 5 1 0 2 0\n", " 1 -1234 5 1 0 2 0\n")
+            .as_bytes(),
+    );
+    let m = parse_metrics(&stdout(&cyrsync(&["metrics", "-C", s.conf()])));
+    assert_eq!(value(&m, "cyrus_sync_last_run_completed", &ch), Some(0.0));
+    let doc: Value = serde_json::from_slice(
+        &cyrsync(&["channel", "show", "--json", "-C", s.conf(), "ch"]).stdout,
+    )
+    .unwrap();
+    check_schema(&doc);
+    assert_eq!(doc["channels"][0]["last_run"]["completed"], false);
+    assert_eq!(doc["channels"][0]["last_run"]["error"], -1234);
     let def = [("channel", "(default)")];
     assert_eq!(value(&m, "cyrus_sync_runs_total", &def), Some(0.0));
     assert_eq!(value(&m, "cyrus_sync_last_run_completed", &def), None);

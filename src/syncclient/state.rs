@@ -14,13 +14,14 @@
 //!   failed <consecutive-runs> <record>
 //!   quarantined <epoch> <record>
 //!   runs <runs> <bailed> <done> <deferred> <promoted> <retried> <quarantined>
-//!   last-run <epoch> <error> <done> <deferred> <promoted> <retried> <quarantined>
+//!   last-run <epoch> <bailed> <error> <done> <deferred> <promoted> <retried> <quarantined>
 //!   ```
 //!
 //!   where `<record>` is a sync log line (`USER foo`, `SEEN foo user.foo`).
 //!   `runs` holds counters summed over every run since the file was
 //!   created (what `cyrsync metrics` exports as counters); `last-run` the
-//!   latest run's, with its Cyrus error code (0: the run completed). A
+//!   latest run's, whether it bailed out (1) or completed (0), and the
+//!   Cyrus error code it stopped on (0 if none). A
 //!   reader that does not know a line skips it, so older versions read the
 //!   file.
 //! * `log-quarantine`: items set aside because run after run bailed out on
@@ -91,7 +92,10 @@ pub struct RunTotals {
 pub struct LastRun {
     /// When it ended (seconds since the epoch).
     pub time: u64,
-    /// The Cyrus error code it bailed out with; 0 when it completed.
+    /// It stopped early: the log was kept for the next run.
+    pub bailed: bool,
+    /// The Cyrus error code it stopped on (0 when it completed, or for a
+    /// local I/O error).
     pub error: i32,
     pub counters: Counters,
 }
@@ -189,11 +193,16 @@ impl ChannelState {
                 }
                 b"last-run" => {
                     let f: Vec<&[u8]> = rest.split(|&b| b == b' ').collect();
-                    let [time, error, counters @ ..] = f.as_slice() else {
+                    let [time, bailed, error, counters @ ..] = f.as_slice() else {
                         return None;
                     };
                     self.last_run = Some(LastRun {
                         time: number(time)?,
+                        bailed: match *bailed {
+                            b"0" => false,
+                            b"1" => true,
+                            _ => return None,
+                        },
                         error: std::str::from_utf8(error).ok()?.parse().ok()?,
                         counters: parse_counters(counters)?,
                     });
@@ -244,8 +253,9 @@ impl ChannelState {
         if let Some(r) = &self.last_run {
             out.extend_from_slice(
                 format!(
-                    "last-run {} {} {}\n",
+                    "last-run {} {} {} {}\n",
                     r.time,
+                    u8::from(r.bailed),
                     r.error,
                     counters_text(&r.counters)
                 )
@@ -311,16 +321,15 @@ impl ChannelState {
         let excess = self.quarantined.len().saturating_sub(MAX_QUARANTINED_KEPT);
         self.quarantined.drain(..excess);
         let error = report.bailed.map_or(0, |r| r.code());
-        self.count_run(&report.counters, error, now);
+        self.count_run(&report.counters, report.bailed.is_some(), error, now);
     }
 
-    /// Add a run's counters to the totals and make it the last run;
-    /// `error` is the Cyrus error code it bailed out with, 0 if it
-    /// completed.
-    pub fn count_run(&mut self, counters: &Counters, error: i32, now: u64) {
+    /// Add a run's counters to the totals and make it the last run:
+    /// whether it `bailed` out, and the Cyrus error code it stopped on.
+    pub fn count_run(&mut self, counters: &Counters, bailed: bool, error: i32, now: u64) {
         let t = &mut self.totals;
         t.runs += 1;
-        t.bailed += u64::from(error != 0);
+        t.bailed += u64::from(bailed);
         let (a, b) = (&mut t.counters, counters);
         a.done += b.done;
         a.deferred += b.deferred;
@@ -329,6 +338,7 @@ impl ChannelState {
         a.quarantined += b.quarantined;
         self.last_run = Some(LastRun {
             time: now,
+            bailed,
             error,
             counters: *counters,
         });
@@ -423,7 +433,10 @@ mod tests {
         assert_eq!(st.failed.get(&seen.to_line()), Some(&2));
         assert_eq!((st.totals.runs, st.totals.bailed), (4, 2));
         assert_eq!(st.totals.counters, Counters::default());
-        assert_eq!(st.last_run.map(|r| (r.time, r.error)), Some((210, 1)));
+        assert_eq!(
+            st.last_run.map(|r| (r.time, r.bailed, r.error)),
+            Some((210, true, 1))
+        );
         // the deferral survives bailed runs
         assert!(st.deferred.contains_key(&user.to_line()));
         st.save(&path).unwrap();

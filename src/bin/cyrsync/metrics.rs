@@ -226,7 +226,7 @@ pub fn channel_metrics(m: &mut Exposition, name: Option<&[u8]>, r: Result<&Chann
             "gauge",
             "1 if the latest run completed, 0 if it bailed out.",
             &ch,
-            u64::from(last.error == 0),
+            u64::from(!last.bailed),
         );
     }
 }

@@ -251,7 +251,7 @@ impl ChannelReport {
             Some(r) => {
                 j.begin_object();
                 j.key("time").u64(r.time);
-                j.key("completed").bool(r.error == 0);
+                j.key("completed").bool(!r.bailed);
                 j.key("error").i64(r.error.into());
                 write_counters(j, &r.counters);
                 j.end_object()
