@@ -290,6 +290,15 @@ fn show_json_matches_the_schema_and_the_files() {
     assert_eq!(def["pending"]["oldest_age_seconds"], Value::Null);
     assert_eq!(def["last_run"], Value::Null);
 
+    // The text form of --all: every channel, in sync_log_channels' order.
+    let o = cyrsync(&["channel", "show", "--all", "-C", s.conf()]);
+    assert_eq!(code(&o), 0);
+    let text = stdout(&o);
+    let ch_at = text.find("channel ch: ").expect("channel ch");
+    let def_at = text.find("channel (default): ").expect("default channel");
+    assert!(ch_at < def_at, "{text}");
+    assert!(text.contains("deferred items: 2"), "{text}");
+
     // One channel by name, through --config-dir.
     let o = cyrsync(&[
         "channel",

@@ -14,7 +14,7 @@ const USAGE: &str = "usage:
   cyrsync channel show [--json] [-C IMAPD_CONF | --config-dir DIR] [CHANNEL]
       pending log (size, items), log-run left by a failed run, deferred
       items with their ages and counts, failing items, quarantine
-  cyrsync channel show --json --all [-C IMAPD_CONF]
+  cyrsync channel show [--json] --all [-C IMAPD_CONF]
       the same for every channel of sync_log_channels
   cyrsync channel plan [--json] FILE
       dry run: parse a sync log file and print the plan sync_client would
@@ -106,9 +106,9 @@ fn show(args: Vec<OsString>) -> ExitCode {
             }
         }
     }
-    if json {
+    if json || all {
         let source = crate::conf::Source { conf, config_dir };
-        return show_json(&source, channel, all);
+        return show_many(&source, channel, all, json);
     }
     let config_dir = match config_dir {
         Some(d) => d,
@@ -288,9 +288,15 @@ fn plan(mut args: Vec<OsString>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `show --json`: one document for the channel given (default: the default
-/// channel), or with `all` for every channel of sync_log_channels.
-fn show_json(source: &crate::conf::Source, channel: Option<OsString>, all: bool) -> ExitCode {
+/// `show --json` (one document) and `show --all`: the channel given
+/// (default: the default channel), or with `all` every channel of
+/// sync_log_channels.
+fn show_many(
+    source: &crate::conf::Source,
+    channel: Option<OsString>,
+    all: bool,
+    json: bool,
+) -> ExitCode {
     let conf = match source.conf() {
         Ok(c) => c,
         Err(e) => {
@@ -314,6 +320,24 @@ fn show_json(source: &crate::conf::Source, channel: Option<OsString>, all: bool)
         (false, c) => vec![c.map(|c| c.as_bytes().to_vec())],
     };
     let now = crate::now();
+    if !json {
+        for n in &names {
+            if let Some(n) = n {
+                if let Err(e) = cyrsync::synclog::check_channel(n) {
+                    eprintln!("cyrsync channel show: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+            match render_show(&config_dir, n.as_deref(), now) {
+                Ok(text) => print!("{text}"),
+                Err(e) => {
+                    eprintln!("cyrsync channel show: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
     let mut reports = Vec::new();
     for n in names {
         match crate::report::ChannelReport::gather(&config_dir, n.as_deref(), now) {
