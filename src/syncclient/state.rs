@@ -107,6 +107,9 @@ fn counters_text(c: &Counters) -> String {
     )
 }
 
+// `..Counters::default()`: counters added to the executor later read as 0
+// from an older file.
+#[allow(clippy::needless_update)]
 fn parse_counters(fields: &[&[u8]]) -> Option<Counters> {
     let [done, deferred, promoted, retried, quarantined] = fields else {
         return None;
@@ -117,6 +120,7 @@ fn parse_counters(fields: &[&[u8]]) -> Option<Counters> {
         promoted: number(promoted)?,
         retried: number(retried)?,
         quarantined: number(quarantined)?,
+        ..Counters::default()
     })
 }
 

@@ -46,9 +46,10 @@ pub struct ChannelReport {
     pub quarantined: u64,
     /// Lines in `log-bad` (sync log lines that did not parse).
     pub set_aside: u64,
-    /// Users sync_client skips on every run. Filled when the executor
-    /// records them in log-state; empty until then.
-    pub skipped_users: Vec<Vec<u8>>,
+    /// Users sync_client skips on every run (Cyrus 3.12's
+    /// `skipuser-<user>` files), with the time each was skipped since.
+    /// Filled when the executor knows them; empty until then.
+    pub skipped_users: Vec<(Vec<u8>, u64)>,
     pub now: u64,
 }
 
@@ -240,8 +241,11 @@ impl ChannelReport {
         j.end_object();
 
         j.key("skipped_users").begin_array();
-        for u in &self.skipped_users {
-            j.bytes(u);
+        for (user, since) in &self.skipped_users {
+            j.begin_object();
+            j.key("user").bytes(user);
+            j.key("since").u64(*since);
+            j.end_object();
         }
         j.end_array();
 
