@@ -305,6 +305,18 @@ enum cyrsync_status
    * process: the snapshot is NOT consistent.
    */
   CYRSYNC_STATUS_BARRIER_LOST = 208,
+  /**
+   * Barrier open: the barrier file could not be allocated (its file
+   * system is full or over quota); nothing was created.
+   */
+  CYRSYNC_STATUS_BARRIER_NO_SPACE = 209,
+  /**
+   * Barrier thaw: the barrier file was removed or replaced while writers
+   * had it open (they may have written through another file): the
+   * snapshot is NOT consistent. Barrier calls of a process whose file was
+   * replaced also return it where they cannot go on.
+   */
+  CYRSYNC_STATUS_BARRIER_REPLACED = 210,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -414,6 +426,11 @@ typedef struct cyrsync_barrier_state {
    * Slots whose process is inside the barrier (depth > 0).
    */
   uint32_t inside_slots;
+  /**
+   * Processes without a slot of their own (all were taken when they
+   * opened) that are inside the barrier.
+   */
+  uint32_t overflow_inside;
 } cyrsync_barrier_state;
 
 /**
@@ -626,12 +643,34 @@ const char *cyrsync_version(void);
  * caller owns and frees with `cyrsync_barrier_free`. `lock_dir` is
  * borrowed for the call only. Thread-safe.
  *
+ * A missing file is created complete, its blocks allocated, so that no
+ * later store to it can fail (SIGBUS) on a full disk: if they cannot be
+ * allocated, BARRIER_NO_SPACE and no file. An existing file that is not a
+ * valid barrier (short, damaged, foreign, another version, wrong size) is
+ * never rewritten: BARRIER_BAD_FILE, logged with the file and the fix
+ * (`cyrsync barrier reset`, with Cyrus stopped). With every slot taken by
+ * live processes, this process still opens and works, through a slower
+ * path (two system calls per outermost enter/leave).
+ *
  * Returns OK, NULL_PARAMETER, INVALID_ARGUMENT (empty path), IO_ERROR,
- * BARRIER_BAD_FILE or BARRIER_NO_SLOT.
+ * BARRIER_NO_SPACE or BARRIER_BAD_FILE.
  */
 cyrsync_status cyrsync_barrier_open(const char *lock_dir,
                                     uint32_t max_freeze_ms,
                                     struct cyrsync_barrier **out);
+
+/**
+ * `cyrsync_barrier_open`, creating a missing barrier file with
+ * `slot_count` slots (0: the default, 16384; at most 1048576, else
+ * INVALID_ARGUMENT): the number
+ * of processes that can have the barrier open with a slot of their own
+ * (more still work, through the overflow path). An existing file keeps
+ * its own count (change it with `cyrsync barrier reset --slots`).
+ */
+cyrsync_status cyrsync_barrier_open_slots(const char *lock_dir,
+                                          uint32_t max_freeze_ms,
+                                          uint32_t slot_count,
+                                          struct cyrsync_barrier **out);
 
 /**
  * Enter the barrier (take it shared). Nestable: every enter needs one
@@ -682,16 +721,19 @@ cyrsync_status cyrsync_barrier_freeze(const struct cyrsync_barrier *barrier,
                                       struct cyrsync_barrier_frozen **out);
 
 /**
- * End a freeze and return its verdict. `freeze` is consumed whatever the
- * result (do not use it again); it must come from `cyrsync_barrier_freeze`
- * on the same `barrier`.
+ * End a freeze and return its verdict. `freeze` must come from
+ * `cyrsync_barrier_freeze` on the same `barrier`; it is consumed (do not use
+ * it again) unless the call returns NULL_PARAMETER or INVALID_ARGUMENT: a
+ * NULL `barrier` or a handle other than the freeze's is refused before
+ * anything is consumed, and the freeze can still be thawed with the right
+ * handle.
  *
  * Returns OK if the freeze was consistent (no writer went in, the bound was
- * not exceeded: the snapshot taken under it is good); otherwise the
- * barrier is thawed all the same and the status says why the snapshot is
- * NOT consistent: BARRIER_BREACHED, BARRIER_EXPIRED or BARRIER_LOST (also
- * logged). NULL_PARAMETER, INVALID_ARGUMENT (freeze of another handle: it
- * is freed, not thawed).
+ * not exceeded, the barrier file is still the one every writer uses: the
+ * snapshot taken under it is good); otherwise the barrier is thawed all the
+ * same and the status says why the snapshot is NOT consistent:
+ * BARRIER_REPLACED, BARRIER_LOST, BARRIER_BREACHED or BARRIER_EXPIRED (also
+ * logged). NULL_PARAMETER, INVALID_ARGUMENT (freeze of another handle).
  */
 cyrsync_status cyrsync_barrier_thaw(const struct cyrsync_barrier *barrier,
                                     struct cyrsync_barrier_frozen *freeze);
@@ -705,11 +747,22 @@ cyrsync_status cyrsync_barrier_status(const struct cyrsync_barrier *barrier,
                                       struct cyrsync_barrier_state *out);
 
 /**
+ * Fill `*out` with the shared state of the barrier in `lock_dir` without
+ * opening it as a barrier: nothing is created or written (no directory, no
+ * file, no slot), the file is opened and mapped read-only, so it works on a
+ * read-only file system and for any user who can read the file. For
+ * monitoring. Returns OK, NULL_PARAMETER, INVALID_ARGUMENT (empty path),
+ * IO_ERROR (no such file, not readable) or BARRIER_BAD_FILE.
+ */
+cyrsync_status cyrsync_barrier_inspect(const char *lock_dir, struct cyrsync_barrier_state *out);
+
+/**
  * Free a handle from `cyrsync_barrier_open`: releases this process's slot
  * (if the process is still inside, that is logged and its depth dropped;
- * a freeze still held through the handle is thawed). NULL is a no-op; the
- * pointer from `cyrsync_barrier_global()` is refused (logged). Must not
- * race with other calls on the same handle.
+ * a freeze still held through the handle is thawed, and its
+ * `cyrsync_barrier_frozen` must not be used afterwards). NULL is a no-op;
+ * the pointer from `cyrsync_barrier_global()` is refused (logged). Must
+ * not race with other calls on the same handle.
  */
 void cyrsync_barrier_free(struct cyrsync_barrier *barrier);
 

@@ -132,3 +132,95 @@ fn config_file_and_status() {
     assert_eq!(code(&cyrsync(&["withlock", "-C", c, "--", "true"])), 3);
     assert_eq!(code(&cyrsync(&["barrier", "bogus"])), 2);
 }
+
+#[test]
+fn status_only_reads_and_speaks_json() {
+    let t = TempDir::new("status-ro");
+    let lock = t.0.join("lock");
+    let l = lock.to_str().unwrap();
+    // Nothing there: an error, and nothing created.
+    let o = cyrsync(&["barrier", "status", "--lock-dir", l]);
+    assert_eq!(code(&o), 1);
+    assert!(!lock.exists(), "status created the lock directory");
+    std::fs::create_dir_all(&lock).unwrap();
+    let o = cyrsync(&["barrier", "status", "--lock-dir", l, "--json"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        !lock.join("cyrsync-barrier").exists(),
+        "status created the file"
+    );
+
+    let writer = Barrier::open(&lock, Duration::from_secs(5)).unwrap();
+    writer.enter().unwrap();
+    let o = cyrsync(&["barrier", "status", "--lock-dir", l, "--json"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let me = std::process::id();
+    assert!(
+        out.starts_with('{') && out.trim_end().ends_with('}'),
+        "{out}"
+    );
+    assert!(out.contains("\"frozen\":false"), "{out}");
+    assert!(out.contains("\"slot_count\":16384"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{{\"slot\":0,\"pid\":{me},\"depth\":1,\"alive\":true}}"
+        )),
+        "{out}"
+    );
+    // Exactly one slot: the status command took none.
+    assert_eq!(out.matches("\"slot\":").count(), 1, "{out}");
+    writer.leave().unwrap();
+}
+
+#[test]
+fn reset_repairs_a_damaged_file_and_refuses_while_it_is_used() {
+    let t = TempDir::new("reset");
+    let lock = t.0.join("lock");
+    let l = lock.to_str().unwrap();
+    std::fs::create_dir_all(&lock).unwrap();
+    let file = lock.join("cyrsync-barrier");
+    std::fs::write(&file, b"garbage").unwrap();
+    let e = Barrier::open(&lock, Duration::from_secs(1)).unwrap_err();
+    assert!(e.to_string().contains("cyrsync barrier reset"), "{e}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"garbage");
+    let o = cyrsync(&["barrier", "reset", "--lock-dir", l, "--slots", "128"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("replaced"));
+    let b = Barrier::open(&lock, Duration::from_secs(1)).unwrap();
+    let o = cyrsync(&["barrier", "status", "--lock-dir", l, "--json"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"slot_count\":128"));
+    // valid: left alone
+    let o = cyrsync(&["barrier", "reset", "--lock-dir", l]);
+    assert_eq!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("left as it is"));
+    // damaged while a process uses it: refused
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        f.write_all_at(&7u32.to_ne_bytes(), 8).unwrap();
+    }
+    let o = cyrsync(&["barrier", "reset", "--lock-dir", l]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    drop(b);
+    // (a child another test forks holds copies of our descriptors and
+    // mapping until it execs: a moment)
+    let mut o = cyrsync(&["barrier", "reset", "--lock-dir", l]);
+    for _ in 0..50 {
+        if code(&o) == 0 || !String::from_utf8_lossy(&o.stderr).contains("in use") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        o = cyrsync(&["barrier", "reset", "--lock-dir", l]);
+    }
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        code(&cyrsync(&["barrier", "reset", "--lock-dir", l, "--json"])),
+        2
+    );
+}

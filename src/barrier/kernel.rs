@@ -30,6 +30,15 @@ impl Mapping {
         Ok(Mapping { raw })
     }
 
+    /// Map the first `len` bytes of `file` shared, read-only (for
+    /// `cyrsync barrier status`, which must not need write access). Only
+    /// loads may go through such a mapping: a store would fault.
+    pub(crate) fn new_read_only(file: &File, len: usize) -> io::Result<Self> {
+        let raw = MmapOptions::new().len(len).map_raw_read_only(file)?;
+        Ok(Mapping { raw })
+    }
+
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.raw.len()
     }
@@ -38,6 +47,7 @@ impl Mapping {
     ///
     /// Panics (a bug, caught at the C boundary) if the word is out of bounds
     /// or misaligned.
+    #[inline]
     pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
         assert!(
             offset % 4 == 0 && offset + 4 <= self.len(),
@@ -51,6 +61,7 @@ impl Mapping {
     }
 
     /// The `AtomicU64` at byte `offset` (8-aligned).
+    #[inline]
     pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
         assert!(
             offset % 8 == 0 && offset + 8 <= self.len(),
@@ -126,21 +137,6 @@ pub(crate) fn ofd_try_lock(fd: RawFd, offset: u64) -> io::Result<bool> {
     }
 }
 
-/// Take an OFD write lock on the byte at `offset`, waiting for it.
-pub(crate) fn ofd_lock_wait(fd: RawFd, offset: u64) -> io::Result<()> {
-    let fl = flock(libc::F_WRLCK as libc::c_short, offset);
-    loop {
-        // SAFETY: as in `ofd_try_lock`.
-        if unsafe { libc::fcntl(fd, libc::F_OFD_SETLKW, &fl) } == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err);
-        }
-    }
-}
-
 /// Release this description's lock on the byte at `offset`.
 pub(crate) fn ofd_unlock(fd: RawFd, offset: u64) -> io::Result<()> {
     let fl = flock(libc::F_UNLCK as libc::c_short, offset);
@@ -204,21 +200,32 @@ static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
 /// parent that dies while its child lives on is still seen as dead.
 const FD_REGISTRY_LEN: usize = 64;
 static FD_REGISTRY: [AtomicI32; FD_REGISTRY_LEN] = [const { AtomicI32::new(-1) }; FD_REGISTRY_LEN];
+/// The inode each registered descriptor was open on: a host that closed our
+/// descriptor (closefrom) may have reused its number for a file of its own,
+/// which the child handler must then leave alone.
+static FD_INODE: [AtomicU64; FD_REGISTRY_LEN] = [const { AtomicU64::new(0) }; FD_REGISTRY_LEN];
 
 extern "C" fn atfork_child() {
     FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
-    for entry in &FD_REGISTRY {
+    for (entry, inode) in FD_REGISTRY.iter().zip(&FD_INODE) {
         let fd = entry.swap(-1, Ordering::Relaxed);
-        if fd >= 0 {
-            // SAFETY: the fd was registered by a barrier of the parent and is
-            // a copy in this child that nothing else in the child uses: the
+        if fd >= 0 && fd_inode(fd) == Some(inode.load(Ordering::Relaxed)) {
+            // SAFETY: the fd was registered by a barrier of the parent, still
+            // names the barrier file (fstat is async-signal-safe), and is a
+            // copy in this child that nothing else in the child uses: the
             // barrier re-opens the file on first use after a fork.
             unsafe { libc::close(fd) };
         }
     }
 }
 
+/// The inode `fd` is open on (None if it is not open). Async-signal-safe.
+fn fd_inode(fd: RawFd) -> Option<u64> {
+    file_id(fd).ok().map(|id| id.ino)
+}
+
 /// The current fork generation (installs the atfork handler on first use).
+#[inline]
 pub(crate) fn fork_generation() -> u64 {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
@@ -231,14 +238,102 @@ pub(crate) fn fork_generation() -> u64 {
 /// Register `fd` to be closed in forked children. `None` if the registry is
 /// full (the child then keeps the parent's slot lock alive until it first
 /// uses the barrier or exits; see the module docs).
-pub(crate) fn register_fd(fd: RawFd) -> Option<usize> {
-    FD_REGISTRY.iter().position(|e| {
+pub(crate) fn register_fd(fd: RawFd, ino: u64) -> Option<usize> {
+    let index = FD_REGISTRY.iter().position(|e| {
         e.compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
-    })
+    })?;
+    FD_INODE[index].store(ino, Ordering::Relaxed);
+    Some(index)
 }
 
 /// Undo `register_fd` (before closing the descriptor in this process).
 pub(crate) fn unregister_fd(index: usize, fd: RawFd) {
     let _ = FD_REGISTRY[index].compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Relaxed);
+}
+
+// ---- files, identities, processes ------------------------------------------
+
+/// A file's identity (device and inode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileId {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+}
+
+/// fstat(2) identity of an open descriptor. Async-signal-safe.
+pub(crate) fn file_id(fd: RawFd) -> io::Result<FileId> {
+    // SAFETY: stat is plain old data; fstat fills it or fails.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: st is a valid out-pointer; a bad fd is just EBADF.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(FileId {
+        dev: st.st_dev,
+        ino: st.st_ino,
+    })
+}
+
+/// Allocate the blocks of `file`'s first `len` bytes (posix_fallocate: a
+/// later store through a mapping can then never need a block the disk no
+/// longer has, which would be a SIGBUS).
+pub(crate) fn allocate(file: &File, len: u64) -> io::Result<()> {
+    // SAFETY: a valid descriptor; posix_fallocate returns the error number.
+    let r = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(r))
+    }
+}
+
+/// Take a shared (read) OFD lock on the byte at `offset`, without waiting.
+pub(crate) fn ofd_try_read_lock(fd: RawFd, offset: u64) -> io::Result<bool> {
+    let fl = flock(libc::F_RDLCK as libc::c_short, offset);
+    // SAFETY: as in `ofd_try_lock`.
+    if unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &fl) } == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+/// Whether any lock (OFD or POSIX, any byte) is held on the file by an open
+/// file description other than `fd`'s: someone has the file open as a
+/// barrier. Works on a read-only descriptor.
+pub(crate) fn any_lock(fd: RawFd) -> io::Result<bool> {
+    let mut fl = flock(libc::F_WRLCK as libc::c_short, 0);
+    fl.l_len = 0; // to the end of the file, and beyond
+                  // SAFETY: as in `ofd_is_locked`.
+    if unsafe { libc::fcntl(fd, libc::F_OFD_GETLK, &mut fl) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// When process `pid` started (field 22 of /proc/PID/stat, clock ticks since
+/// boot); None if there is no such process (or /proc is not readable).
+/// With the pid, it names one process for good: a recycled pid has a later
+/// start time.
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm (field 2) may hold spaces and parentheses: count after the last ')'
+    let mut fields = text[text.rfind(')')? + 1..].split_whitespace();
+    // field 3, the state: a zombie (or dying) process is dead to us, even
+    // before its parent reaps it
+    if matches!(fields.next()?, "Z" | "X" | "x") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+/// Point registry entry `index` at a new descriptor (ours was closed by the
+/// host and re-opened).
+pub(crate) fn reregister_fd(index: usize, fd: RawFd, ino: u64) {
+    FD_INODE[index].store(ino, Ordering::Relaxed);
+    FD_REGISTRY[index].store(fd, Ordering::Release);
 }

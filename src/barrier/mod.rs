@@ -12,11 +12,11 @@
 //! One file per instance, `<lock_dir>/cyrsync-barrier` (Cyrus:
 //! `<configdirectory>/lock/cyrsync-barrier`), mapped `MAP_SHARED` by every
 //! process. All multi-byte fields are native-endian and only accessed as
-//! atomics. Layout, version 1:
+//! atomics. Layout, version 1 (`layout.rs`):
 //!
 //! ```text
 //! offset  size  header field (page 0, HEADER_SIZE = 4096 bytes)
-//!      0     8  magic "CYRSBAR1" (written last at creation)
+//!      0     8  magic "CYRSBAR1"
 //!      8     4  version (1)
 //!     12     4  slot_count
 //!     16     4  slot_size (64)
@@ -31,21 +31,61 @@
 //!    208     8  freeze deadline, CLOCK_MONOTONIC ns
 //!    216     8  breaches: writers that went in past the bound (cumulative)
 //!    224     8  freezes: completed freeze() calls (cumulative)
+//!    256     4  overflow: processes without a slot that are inside
 //!   4096 + 64*i slot i:
 //!      +0     4  word: bit 31 HELD, bits 0..31 depth; depth 1 without HELD
 //!                 is a thread of that process in the middle of entering
-//!      +4     4  owner pid (informational; liveness is the lock below)
+//!      +4     4  owner pid
+//!      +8     8  owner start time (/proc/PID/stat field 22; 0 if unknown)
 //! ```
 //!
+//! The file is created complete or not at all: built under a temporary
+//! name, its blocks allocated (`posix_fallocate`, so no store through the
+//! mapping can ever SIGBUS on a full disk), its header written, then
+//! `link`ed into place. An existing file that does not validate (short,
+//! garbage, foreign version, wrong size) is never truncated or rewritten:
+//! others may have it mapped. Open refuses it (the error names the file and
+//! the fix), and [`reset`] (`cyrsync barrier reset`) replaces it only while
+//! no process locks or maps it.
+//!
 //! Byte-range locks (open-file-description locks, F_OFD_SETLK, on the file;
-//! they do not touch the data): byte 0 serialises creation; byte 1 is held by
-//! the live freezer for the length of its freeze; the first byte of slot i is
-//! held by the process owning slot i for as long as it has the barrier open.
-//! The kernel drops them when the process dies, so liveness needs no pid and
-//! has no pid-reuse race. They are taken through a descriptor of their own,
-//! never through the description the mapping was made from: a mapping pins
-//! its description (and so its OFD locks) for as long as anyone, e.g. a
-//! forked child, still has it mapped.
+//! they do not touch the data): byte 1 is held by the live freezer for the
+//! length of its freeze; byte 2 is read-locked by each slotless process
+//! while it is inside; the first byte of slot i is held by the process
+//! owning slot i for as long as it has the barrier open. The kernel drops
+//! them when the process dies. A host may also drop them by closing our
+//! descriptor (closefrom): so a slot whose lock is free but whose pid and
+//! start time still name a running process is that process's, never
+//! reclaimed nor re-used; the owner notices the closed descriptor (fstat
+//! identity) on its next freeze, thaw or status and takes its lock back.
+//! Locks are taken through a descriptor of their own, never through the
+//! description the mapping was made from: a mapping pins its description
+//! (and so its OFD locks) for as long as anyone, e.g. a forked child, still
+//! has it mapped.
+//!
+//! # More processes than slots
+//!
+//! A process that finds every slot owned by a live process still opens:
+//! its depth lives in a word of its own, and its outermost enter takes a
+//! read lock on byte 2 and then increments the shared overflow count
+//! (SeqCst, the Dekker pair with the freeze flag, as a slot word); its
+//! outermost leave decrements and unlocks. The freezer waits for the count
+//! to be 0; a count with nobody holding byte 2 is what dead processes left,
+//! and is reclaimed. Two system calls per outermost enter/leave: slower,
+//! but correct.
+//!
+//! # A removed or replaced file
+//!
+//! Writers never look at the path (their fast path makes no system call).
+//! The freezer does: as it sets FROZEN, it reads /proc/locks (every barrier
+//! process holds an OFD lock on the file it uses: a slot's, or byte 3 for
+//! a slotless one); only if some process locks another barrier-like file
+//! does it scan /proc/*/maps for processes that map that inode as
+//! `<this path> (deleted)` or under this path (a removed or replaced file
+//! they still write through; inodes found under other paths, other
+//! instances, are remembered and not scanned for again). At the thaw it
+//! checks the path still names the file it froze. Either gives the verdict
+//! "not consistent", with the reason.
 //!
 //! # Protocol
 //!
@@ -68,8 +108,11 @@
 //! freezer takes over a dead freezer's freeze at once.
 //!
 //! Draining: the freezer waits (futex on the drain word, re-scanning at least
-//! every 50 ms) until every slot word is 0. A nonzero slot whose lock byte it
-//! can take belongs to a dead process: the freezer zeroes it (reclaim).
+//! every 50 ms) until every slot word is 0, its own included (another thread
+//! of its process may be inside), and the overflow count is 0. A nonzero
+//! slot whose lock byte it can take, and whose pid and start time no longer
+//! name a running process, belongs to a dead process: the freezer zeroes it
+//! (reclaim).
 //!
 //! # Fork and threads
 //!
@@ -89,52 +132,45 @@
 //! the parent still holds it (and the freezer waits for the parent), and a
 //! `leave` in the child without its own `enter` fails with
 //! [`BarrierError::NotHeld`]. Descriptors are close-on-exec, so exec'd
-//! programs inherit nothing.
+//! programs inherit nothing. The child's state is chained after its
+//! parent's (`process.rs`: set once with a compare-and-swap, never a lock a
+//! fork could catch half-held) and freed with the barrier.
+//!
+//! A freeze token borrows its barrier: dropped without [`Barrier::thaw`], it
+//! thaws (logged, verdict lost); a thaw refuses a token of another barrier
+//! before consuming anything (C: the freeze stays valid for its own handle).
+//!
+//! # Files
+//!
+//! `layout.rs`: the file, its creation, validation and [`reset`];
+//! `process.rs`: per-process state, liveness and fork; `kernel.rs`: the
+//! system calls; this file: the enter/leave/freeze/thaw protocol.
 
-mod kernel;
+pub(crate) mod kernel;
+mod layout;
+mod process;
 
 use std::cell::Cell;
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicU32, Ordering::*};
 use std::time::Duration;
 
-use kernel::Mapping;
+use kernel::{FileId, Mapping};
+use layout::*;
+pub use layout::{reset, ResetOutcome};
+use process::ProcState;
 
 /// Name of the barrier file inside the lock directory.
 pub const FILE_NAME: &str = "cyrsync-barrier";
 /// The default freeze bound.
 pub const DEFAULT_MAX_FREEZE: Duration = Duration::from_secs(5);
-
-const MAGIC: u64 = u64::from_ne_bytes(*b"CYRSBAR1");
-const VERSION: u32 = 1;
-const HEADER_SIZE: usize = 4096;
-const SLOT_SIZE: usize = 64;
-/// Slots in a newly created file: the number of processes that can have the
-/// barrier open at once (1 MiB file; the geometry of an existing file is
-/// kept, so changing this needs the file removed while Cyrus is down).
-pub(crate) const DEFAULT_SLOTS: u32 = 16384;
-
-const OFF_MAGIC: usize = 0;
-const OFF_VERSION: usize = 8;
-const OFF_SLOT_COUNT: usize = 12;
-const OFF_SLOT_SIZE: usize = 16;
-const OFF_HEADER_SIZE: usize = 20;
-const OFF_HIGH_WATER: usize = 24;
-const OFF_FREEZE_WORD: usize = 64;
-const OFF_DRAIN_WORD: usize = 128;
-const OFF_FREEZER_PID: usize = 192;
-const OFF_FREEZE_START: usize = 200;
-const OFF_DEADLINE: usize = 208;
-const OFF_BREACHES: usize = 216;
-const OFF_FREEZES: usize = 224;
-
-const LOCK_INIT: u64 = 0;
-const LOCK_FREEZER: u64 = 1;
+/// The most slots a barrier file may have.
+pub(crate) const MAX_SLOT_COUNT: u32 = MAX_SLOTS;
 
 const FROZEN: u32 = 1;
 const EXPIRED: u32 = 2;
@@ -146,6 +182,9 @@ const CLAIMING: u32 = 2;
 
 const HELD: u32 = 1 << 31;
 const DEPTH_MASK: u32 = HELD - 1;
+
+/// [`SlotInfo::index`] of the entry that stands for the overflow path.
+pub(crate) const OVERFLOW_INDEX: u32 = u32::MAX;
 
 /// How often a draining freezer re-scans even without a wake-up (to notice
 /// writers that died inside the barrier).
@@ -160,9 +199,22 @@ pub enum BarrierError {
         path: PathBuf,
         error: io::Error,
     },
-    /// The file exists but is not a barrier file this version understands.
+    /// The barrier file could not be allocated (disk full, quota): nothing
+    /// was created.
+    NoSpace {
+        path: PathBuf,
+        bytes: u64,
+        error: io::Error,
+    },
+    /// The file exists but is not a barrier file this version understands;
+    /// it is left untouched (see [`reset`]).
     BadFile { path: PathBuf, why: String },
-    /// Every slot is owned by a live process.
+    /// [`reset`]: the file is in use (locked or mapped by live processes).
+    InUse { path: PathBuf, pids: Vec<u32> },
+    /// The barrier file this process mapped was removed or replaced.
+    Replaced { path: PathBuf, why: String },
+    /// Every slot is owned by a live process (no longer returned: such
+    /// processes take the overflow path).
     NoSlot { slots: u32 },
     /// `leave` without a matching `enter` in this process.
     NotHeld,
@@ -178,7 +230,8 @@ pub enum BarrierError {
         waited: Duration,
         busy: Vec<SlotInfo>,
     },
-    /// `thaw` with a token from another barrier.
+    /// `thaw` with a token from another barrier (the token's own barrier
+    /// was thawed).
     ForeignToken,
 }
 
@@ -192,13 +245,34 @@ impl fmt::Display for BarrierError {
                     path.display()
                 )
             }
+            BarrierError::NoSpace { path, bytes, error } => write!(
+                f,
+                "cannot allocate the barrier file (free space or quota on its file system): \
+                 path=<{}> bytes=<{bytes}> error=<{error}>",
+                path.display()
+            ),
             BarrierError::BadFile { path, why } => {
                 write!(
                     f,
-                    "not a usable barrier file: path=<{}> why=<{why}>",
+                    "not a usable barrier file, left untouched: path=<{}> why=<{why}> fix=<{RESET_HINT}>",
                     path.display()
                 )
             }
+            BarrierError::InUse { path, pids } => {
+                let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+                write!(
+                    f,
+                    "the barrier file is in use (a process holds a lock on it or maps it), \
+                     stop Cyrus first: path=<{}> pids=<{}>",
+                    path.display(),
+                    pids.join(",")
+                )
+            }
+            BarrierError::Replaced { path, why } => write!(
+                f,
+                "the barrier file was removed or replaced: path=<{}> why=<{why}>",
+                path.display()
+            ),
             BarrierError::NoSlot { slots } => {
                 write!(f, "all barrier slots in use: slots=<{slots}>")
             }
@@ -222,7 +296,10 @@ impl fmt::Display for BarrierError {
                     pids.join(",")
                 )
             }
-            BarrierError::ForeignToken => write!(f, "thaw with a freeze from another barrier"),
+            BarrierError::ForeignToken => write!(
+                f,
+                "thaw with a freeze from another barrier (that barrier was thawed, verdict lost)"
+            ),
         }
     }
 }
@@ -244,13 +321,25 @@ pub enum Entered {
 /// One slot as seen by [`Barrier::status`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotInfo {
+    /// The slot, or `u32::MAX` for the processes without one (see
+    /// [`SlotInfo::is_overflow`]).
     pub index: u32,
-    /// Last owner's pid (0 if reclaimed).
+    /// Last owner's pid (0 if reclaimed; 0 for the overflow entry).
     pub pid: u32,
-    /// Depth (0 when not inside); a thread mid-enter counts 1.
+    /// Depth (0 when not inside); a thread mid-enter counts 1. For the
+    /// overflow entry: how many slotless processes are inside.
     pub depth: u32,
-    /// Whether the owning process is alive (its slot lock is held).
+    /// Whether the owning process is alive (its slot lock is held, or its
+    /// pid and start time still name a running process).
     pub alive: bool,
+}
+
+impl SlotInfo {
+    /// Whether this entry stands for the processes without a slot (then
+    /// `index` is `u32::MAX` and `depth` how many of them are inside).
+    pub fn is_overflow(&self) -> bool {
+        self.index == OVERFLOW_INDEX
+    }
 }
 
 /// A snapshot of the shared state.
@@ -269,30 +358,69 @@ pub struct Status {
     pub breaches: u64,
     pub freezes: u64,
     pub slot_count: u32,
+    /// Processes without a slot (overflow path) inside now.
+    pub overflow_inside: u32,
     /// Slots owned by a live process, or holding a nonzero depth.
     pub slots: Vec<SlotInfo>,
 }
 
-/// Proof of a freeze, consumed by [`Barrier::thaw`].
+/// What a freeze recorded, for its verdict.
 #[derive(Debug)]
-#[must_use = "a freeze must be thawed, or writers wait until its deadline"]
-pub struct FreezeToken {
-    barrier_id: usize,
+struct FreezeData {
     generation_word: u32,
     started_ns: u64,
     deadline_ns: u64,
     breaches_at_start: u64,
     drained_ns: u64,
+    /// Writers seen on another barrier file when the freeze began.
+    replaced: Option<String>,
 }
 
-impl FreezeToken {
+/// Proof of a freeze, consumed by [`Barrier::thaw`] (or
+/// [`FreezeToken::thaw`]). Dropped without a thaw, it thaws (logged; the
+/// verdict is lost).
+#[derive(Debug)]
+#[must_use = "a freeze must be thawed to learn whether it held"]
+pub struct FreezeToken<'a> {
+    barrier: &'a Barrier,
+    data: Option<FreezeData>,
+}
+
+impl<'a> FreezeToken<'a> {
     /// How long draining the writers took.
     pub fn drain_time(&self) -> Duration {
-        Duration::from_nanos(self.drained_ns - self.started_ns)
+        self.data.as_ref().map_or(Duration::ZERO, |d| {
+            Duration::from_nanos(d.drained_ns - d.started_ns)
+        })
     }
     /// Time left before the deadline.
     pub fn remaining(&self) -> Duration {
-        Duration::from_nanos(self.deadline_ns.saturating_sub(kernel::monotonic_ns()))
+        self.data.as_ref().map_or(Duration::ZERO, |d| {
+            Duration::from_nanos(d.deadline_ns.saturating_sub(kernel::monotonic_ns()))
+        })
+    }
+    /// The barrier this freeze is on.
+    pub fn barrier(&self) -> &'a Barrier {
+        self.barrier
+    }
+    /// End the freeze and say whether it held.
+    pub fn thaw(mut self) -> Verdict {
+        let data = self.data.take().expect("a token is thawed once");
+        self.barrier.finish(data)
+    }
+}
+
+impl Drop for FreezeToken<'_> {
+    fn drop(&mut self) {
+        if let Some(data) = self.data.take() {
+            let v = self.barrier.finish(data);
+            log::error!(
+                "IOERROR: cyrsync barrier: a freeze was dropped without a thaw; thawed, verdict lost: \
+                 path=<{}> consistent=<{}>",
+                self.barrier.path.display(),
+                v.consistent()
+            );
+        }
     }
 }
 
@@ -305,6 +433,9 @@ pub struct Verdict {
     pub breaches: u64,
     /// The freeze was taken over or cleared by someone else meanwhile.
     pub lost: bool,
+    /// The barrier file was removed or replaced: writers may have used
+    /// another file the freeze did not stop (why, if so).
+    pub replaced: Option<String>,
     /// From the freeze start to the thaw.
     pub frozen_for: Duration,
     /// From the freeze start to "all writers out".
@@ -314,12 +445,14 @@ pub struct Verdict {
 impl Verdict {
     /// No writer went in and the bound held: the snapshot is consistent.
     pub fn consistent(&self) -> bool {
-        !self.expired && self.breaches == 0 && !self.lost
+        !self.expired && self.breaches == 0 && !self.lost && self.replaced.is_none()
     }
 
     /// Why the freeze is inconsistent, in a few words (None if consistent).
-    pub fn reason(&self) -> Option<&'static str> {
-        if self.lost {
+    pub fn reason(&self) -> Option<&str> {
+        if let Some(why) = &self.replaced {
+            Some(why)
+        } else if self.lost {
             Some("freeze taken over by another freezer")
         } else if self.breaches > 0 {
             Some("writers went in during the freeze (bound exceeded)")
@@ -331,32 +464,37 @@ impl Verdict {
     }
 }
 
-/// Per-process state: the descriptor holding this process's slot lock.
-/// Replaced (never mutated) after a fork.
-struct ProcState {
-    fork_generation: u64,
-    fd: RawFd,
-    slot: u32,
-    registry: Option<usize>,
-    /// The state of an earlier fork generation this one replaced: kept
-    /// (other threads may still read it) and freed with the barrier.
-    replaced: *mut ProcState,
-}
-
 /// A handle on an instance's barrier. `Send + Sync`: share it between
 /// threads; the depth is per process (see the module docs).
 pub struct Barrier {
-    map: Mapping,
+    table: Table,
     path: PathBuf,
+    /// The path with symbolic links resolved, as /proc/*/maps names it.
+    canonical: PathBuf,
+    /// The file we mapped.
+    file_id: FileId,
     max_freeze: Duration,
-    slot_count: u32,
-    /// Current `ProcState`; states of earlier fork generations are leaked
-    /// (never freed while the barrier lives), so references stay valid.
-    state: AtomicPtr<ProcState>,
+    /// The state this process took at open; a forked child that uses the
+    /// barrier chains its own after its parent's (`ProcState::next`), and
+    /// the last one is the current process's. Set once at open, never
+    /// removed while the barrier lives, so references stay valid.
+    root: ProcState,
+    /// Inodes of other barrier files (other instances) a freeze found mapped
+    /// under other paths only: not scanned for again. A lock a fork could
+    /// catch held is only ever tried, never waited for.
+    foreign: std::sync::Mutex<Vec<u64>>,
+    /// /proc/locks, for the freezer (see `proc_locks`).
+    proc_locks: process::OnceBox<std::fs::File>,
     /// The freeze word of the freeze this handle holds, 0 if none (the OFD
     /// freezer lock cannot conflict with itself, so a second freeze through
     /// the same handle is caught here).
     my_freeze: AtomicU32,
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier").field("path", &self.path).finish()
+    }
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BarrierError + 'a {
@@ -371,145 +509,125 @@ fn nanos(d: Duration) -> u64 {
     d.as_nanos().min(u64::MAX as u128 / 4) as u64
 }
 
-fn open_file(path: &Path) -> Result<File, BarrierError> {
-    let open = || {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o660)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-    };
-    match open() {
-        // A missing lock directory is created, as Cyrus's cyrus_mkdir does
-        // for its lock files.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o755)
-                    .create(dir)
-                    .map_err(io_err("mkdir", dir))?;
-            }
-            open().map_err(io_err("open", path))
-        }
-        other => other.map_err(io_err("open", path)),
-    }
-    .inspect(|file| give_to_lock_dir_owner(file, path))
+/// The shared state of the barrier in `lock_dir`, read without writing
+/// anything: no directory, file or slot is created, the file is opened and
+/// mapped read-only (works on a read-only file system and for any user who
+/// can read the file). For `cyrsync barrier status`.
+pub fn inspect(lock_dir: &Path) -> Result<Status, BarrierError> {
+    let path = lock_dir.join(FILE_NAME);
+    let file = layout::open_existing(&path, false).map_err(io_err("open", &path))?;
+    let slot_count = layout::validate(&file, &path)?;
+    let map = Mapping::new_read_only(&file, file_len(slot_count)).map_err(io_err("mmap", &path))?;
+    let table = Table { map, slot_count };
+    status_of(&table, file.as_raw_fd(), None, false, &path)
 }
 
-/// A barrier file created by root (`cyrsync withlock` run before any Cyrus
-/// process opened it) would be `root:root` and unusable by the `cyrus` user
-/// every daemon runs as: give it to the owner of the lock directory, as if
-/// that user had created it.
-fn give_to_lock_dir_owner(file: &File, path: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return;
-    }
-    let (Ok(meta), Some(Ok(dir))) = (file.metadata(), path.parent().map(std::fs::metadata)) else {
-        return;
-    };
-    if meta.uid() == 0 && dir.uid() != 0 {
-        if let Err(e) = std::os::unix::fs::fchown(file, Some(dir.uid()), Some(dir.gid())) {
-            log::error!(
-                "IOERROR: barrier: cannot give file=<{}> to the lock directory's owner uid=<{}> error=<{e}>",
-                path.display(),
-                dir.uid()
-            );
+/// The status of `t`, probing locks through `fd` (whose own locks, and the
+/// slot `own`, are this process's).
+fn status_of(
+    t: &Table,
+    fd: RawFd,
+    own: Option<u32>,
+    own_freeze: bool,
+    path: &Path,
+) -> Result<Status, BarrierError> {
+    let word = t.freeze_word().load(SeqCst);
+    let frozen = word & FROZEN != 0;
+    let now = kernel::monotonic_ns();
+    let start = t.hdr64(OFF_FREEZE_START).load(SeqCst);
+    let deadline = t.hdr64(OFF_DEADLINE).load(SeqCst);
+    // Our own description's locks never conflict with us: ask ourselves.
+    let freezer_alive = own_freeze
+        || kernel::ofd_is_locked(fd, LOCK_FREEZER).map_err(io_err("lock probe", path))?;
+    let mut slots = Vec::new();
+    for index in 0..t.high_water() {
+        let w = t.slot_word(index).load(SeqCst);
+        let pid = t.slot_pid(index).load(SeqCst);
+        let alive = Some(index) == own
+            || kernel::ofd_is_locked(fd, slot_offset(index) as u64)
+                .map_err(io_err("lock probe", path))?
+            || (pid != 0 && t.owner_alive(index));
+        if alive || w != 0 {
+            slots.push(SlotInfo {
+                index,
+                pid,
+                depth: w & DEPTH_MASK,
+                alive,
+            });
         }
     }
+    let overflow_inside = t.overflow().load(SeqCst);
+    if overflow_inside != 0 {
+        slots.push(SlotInfo {
+            index: OVERFLOW_INDEX,
+            pid: 0,
+            depth: overflow_inside,
+            alive: kernel::ofd_is_locked(fd, LOCK_OVERFLOW).unwrap_or(true),
+        });
+    }
+    Ok(Status {
+        frozen,
+        expired: frozen && word & EXPIRED != 0,
+        generation: word >> 2,
+        freezer_pid: t.freezer_pid().load(SeqCst),
+        freezer_alive,
+        frozen_for: frozen.then(|| Duration::from_nanos(now.saturating_sub(start))),
+        remaining: frozen.then(|| Duration::from_nanos(deadline.saturating_sub(now))),
+        breaches: t.hdr64(OFF_BREACHES).load(SeqCst),
+        freezes: t.hdr64(OFF_FREEZES).load(SeqCst),
+        slot_count: t.slot_count,
+        overflow_inside,
+        slots,
+    })
 }
 
 impl Barrier {
     /// Open (creating it, and `lock_dir`, if needed) the barrier file in
-    /// `lock_dir` and take a
-    /// slot for this process. `max_freeze` is this process's bound: it never
-    /// waits longer than that for a freeze, whatever the freezer asked.
+    /// `lock_dir` and take a slot for this process. `max_freeze` is this
+    /// process's bound: it never waits longer than that for a freeze,
+    /// whatever the freezer asked.
     pub fn open(lock_dir: &Path, max_freeze: Duration) -> Result<Barrier, BarrierError> {
+        Self::open_with_slots(lock_dir, max_freeze, DEFAULT_SLOTS)
+    }
+
+    /// [`Barrier::open`], creating a missing file with `slots` slots (0: the
+    /// default); an existing file keeps its own count.
+    pub fn open_with_slots(
+        lock_dir: &Path,
+        max_freeze: Duration,
+        slots: u32,
+    ) -> Result<Barrier, BarrierError> {
         let path = lock_dir.join(FILE_NAME);
-        let file = open_file(&path)?;
-        let fd = file.as_raw_fd();
-        kernel::ofd_lock_wait(fd, LOCK_INIT).map_err(io_err("lock (init)", &path))?;
-        let init = Self::init_file(&file, &path);
-        let _ = kernel::ofd_unlock(fd, LOCK_INIT);
-        let (slot_count, len) = init?;
+        let (file, slot_count) = layout::open_or_create(&path, slots)?;
+        let file_id = kernel::file_id(file.as_raw_fd()).map_err(io_err("fstat", &path))?;
         // The mapping keeps its open file description alive for as long as
         // any process (a forked child, too) has it mapped, and OFD locks live
         // as long as their description: so the mapping's description must
-        // never hold a lock (the init lock is released above), and the slot
-        // lock is taken through a second, separate open.
-        let map = Mapping::new(&file, len).map_err(io_err("mmap", &path))?;
+        // never hold a lock, and the slot lock is taken through a second,
+        // separate open of the same file.
+        let map = Mapping::new(&file, file_len(slot_count)).map_err(io_err("mmap", &path))?;
+        let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
         drop(file);
-        let file = open_file(&path)?;
-        let barrier = Barrier {
-            map,
+        let table = Table { map, slot_count };
+        let file = layout::open_existing(&path, true).map_err(io_err("open", &path))?;
+        if kernel::file_id(file.as_raw_fd()).ok() != Some(file_id) {
+            return Err(BarrierError::Replaced {
+                path,
+                why: "replaced while being opened".into(),
+            });
+        }
+        let root = Self::take_slot(&table, &path, file_id, file)?;
+        Ok(Barrier {
+            table,
             path,
+            canonical,
+            file_id,
             max_freeze,
-            slot_count,
-            state: AtomicPtr::new(std::ptr::null_mut()),
+            root,
+            foreign: std::sync::Mutex::new(Vec::new()),
+            proc_locks: process::OnceBox::new(),
             my_freeze: AtomicU32::new(0),
-        };
-        let state = barrier.take_slot(file)?;
-        barrier.state.store(Box::into_raw(Box::new(state)), Release);
-        Ok(barrier)
-    }
-
-    /// Create or validate the file; returns (slot count, mapping length).
-    /// Called with the init lock held.
-    fn init_file(file: &File, path: &Path) -> Result<(u32, usize), BarrierError> {
-        use std::os::unix::fs::FileExt;
-        let size = file.metadata().map_err(io_err("fstat", path))?.len();
-        let mut head = [0u8; 24];
-        if size >= HEADER_SIZE as u64 {
-            file.read_exact_at(&mut head, 0)
-                .map_err(io_err("read", path))?;
-        }
-        let field = |o: usize| u32::from_ne_bytes(head[o..o + 4].try_into().unwrap());
-        let magic = u64::from_ne_bytes(head[0..8].try_into().unwrap());
-        if magic == MAGIC {
-            let bad = |why: String| BarrierError::BadFile {
-                path: path.to_path_buf(),
-                why,
-            };
-            if field(OFF_VERSION) != VERSION {
-                return Err(bad(format!(
-                    "version {} (want {VERSION})",
-                    field(OFF_VERSION)
-                )));
-            }
-            let slots = field(OFF_SLOT_COUNT);
-            if field(OFF_SLOT_SIZE) as usize != SLOT_SIZE
-                || field(OFF_HEADER_SIZE) as usize != HEADER_SIZE
-                || slots == 0
-                || slots > 1 << 20
-            {
-                return Err(bad("bad geometry".into()));
-            }
-            let len = HEADER_SIZE + slots as usize * SLOT_SIZE;
-            if size < len as u64 {
-                return Err(bad(format!("file is {size} bytes, want {len}")));
-            }
-            return Ok((slots, len));
-        }
-        // New (or a creation that died half-way: magic is written last).
-        let slots = DEFAULT_SLOTS;
-        let len = HEADER_SIZE + slots as usize * SLOT_SIZE;
-        file.set_len(0).map_err(io_err("ftruncate", path))?;
-        file.set_len(len as u64)
-            .map_err(io_err("ftruncate", path))?;
-        let mut hdr = [0u8; 24];
-        hdr[OFF_VERSION..OFF_VERSION + 4].copy_from_slice(&VERSION.to_ne_bytes());
-        hdr[OFF_SLOT_COUNT..OFF_SLOT_COUNT + 4].copy_from_slice(&slots.to_ne_bytes());
-        hdr[OFF_SLOT_SIZE..OFF_SLOT_SIZE + 4].copy_from_slice(&(SLOT_SIZE as u32).to_ne_bytes());
-        hdr[OFF_HEADER_SIZE..OFF_HEADER_SIZE + 4]
-            .copy_from_slice(&(HEADER_SIZE as u32).to_ne_bytes());
-        file.write_all_at(&hdr, 0).map_err(io_err("write", path))?;
-        file.write_all_at(&MAGIC.to_ne_bytes(), OFF_MAGIC as u64)
-            .map_err(io_err("write", path))?;
-        Ok((slots, len))
+        })
     }
 
     /// The barrier file's path.
@@ -522,134 +640,55 @@ impl Barrier {
         self.max_freeze
     }
 
-    fn slot_offset(index: u32) -> usize {
-        HEADER_SIZE + index as usize * SLOT_SIZE
-    }
-    fn slot_word(&self, index: u32) -> &AtomicU32 {
-        self.map.u32_at(Self::slot_offset(index))
-    }
-    fn slot_pid(&self, index: u32) -> &AtomicU32 {
-        self.map.u32_at(Self::slot_offset(index) + 4)
-    }
-    fn freeze_word(&self) -> &AtomicU32 {
-        self.map.u32_at(OFF_FREEZE_WORD)
-    }
-    fn drain_word(&self) -> &AtomicU32 {
-        self.map.u32_at(OFF_DRAIN_WORD)
-    }
-    fn high_water(&self) -> u32 {
-        self.map
-            .u32_at(OFF_HIGH_WATER)
-            .load(SeqCst)
-            .min(self.slot_count)
-    }
-    fn hdr64(&self, offset: usize) -> &AtomicU64 {
-        self.map.u64_at(offset)
+    /// Whether this process has a slot of its own (false: every slot was
+    /// taken when it opened, and it uses the overflow path).
+    pub fn has_slot(&self) -> bool {
+        self.state().is_ok_and(|s| s.slot.is_some())
     }
 
-    /// Lock a free slot with `file`'s description and make it ours.
-    fn take_slot(&self, file: File) -> Result<ProcState, BarrierError> {
-        let fork_generation = kernel::fork_generation();
-        let fd = file.as_raw_fd();
-        for index in 0..self.slot_count {
-            let locked = kernel::ofd_try_lock(fd, Self::slot_offset(index) as u64)
-                .map_err(io_err("lock (slot)", &self.path))?;
-            if locked {
-                // Whatever a dead owner left is void.
-                self.slot_word(index).store(0, SeqCst);
-                self.slot_pid(index).store(kernel::getpid(), SeqCst);
-                self.map.u32_at(OFF_HIGH_WATER).fetch_max(index + 1, SeqCst);
-                let fd = file.into_raw_fd();
-                let registry = kernel::register_fd(fd);
-                if registry.is_none() {
-                    log::warn!(
-                        "cyrsync barrier: too many barriers open in one process; forked children keep \
-                         this slot alive until they exit: path=<{}>",
-                        self.path.display()
-                    );
-                }
-                return Ok(ProcState {
-                    fork_generation,
-                    fd,
-                    slot: index,
-                    registry,
-                    replaced: std::ptr::null_mut(),
-                });
-            }
+    /// This process's depth word: its slot's, or its private one.
+    #[inline]
+    fn word<'s>(&'s self, state: &'s ProcState) -> &'s AtomicU32 {
+        match state.slot {
+            Some(index) => self.table.slot_word(index),
+            None => &state.private_word,
         }
-        Err(BarrierError::NoSlot {
-            slots: self.slot_count,
-        })
-    }
-
-    /// This process's state, taking a fresh slot first if we are a forked
-    /// child that has not used the barrier yet.
-    fn state(&self) -> Result<&ProcState, BarrierError> {
-        let ptr = self.state.load(Acquire);
-        // SAFETY: published states are never freed while `self` lives.
-        let current = unsafe { &*ptr };
-        if current.fork_generation == kernel::fork_generation() {
-            return Ok(current);
-        }
-        self.reslot(ptr)
-    }
-
-    #[cold]
-    fn reslot(&self, old: *mut ProcState) -> Result<&ProcState, BarrierError> {
-        // The parent's descriptor was closed by the atfork handler if it was
-        // registered; if not, the thread that installs the new state closes
-        // our copy (the parent keeps its own).
-        // SAFETY: `old` is a live published state.
-        let old_state = unsafe { &*old };
-        let file = open_file(&self.path)?;
-        let new = Box::into_raw(Box::new(ProcState {
-            replaced: old,
-            ..self.take_slot(file)?
-        }));
-        match self.state.compare_exchange(old, new, AcqRel, Acquire) {
-            Ok(_) => {
-                if old_state.registry.is_none() {
-                    // SAFETY: the inherited copy of the parent's descriptor;
-                    // nothing in this process uses it any more.
-                    unsafe { libc::close(old_state.fd) };
-                }
-                // `old` stays allocated (other threads may still read it),
-                // chained from `new`, and is freed with the barrier.
-                // SAFETY: just published, never freed while `self` lives.
-                Ok(unsafe { &*new })
-            }
-            Err(winner) => {
-                // SAFETY: `new` is ours alone; release its slot.
-                let mine = unsafe { Box::from_raw(new) };
-                self.release(&mine);
-                // SAFETY: as above.
-                Ok(unsafe { &*winner })
-            }
-        }
-    }
-
-    fn release(&self, state: &ProcState) {
-        self.slot_word(state.slot).store(0, SeqCst);
-        self.slot_pid(state.slot).store(0, SeqCst);
-        if self.freeze_word().load(SeqCst) & FROZEN != 0 {
-            self.bump_drain();
-        }
-        if let Some(index) = state.registry {
-            kernel::unregister_fd(index, state.fd);
-        }
-        // SAFETY: the descriptor belongs to this state; closing it drops the
-        // slot lock.
-        drop(unsafe { File::from_raw_fd(state.fd) });
     }
 
     fn bump_drain(&self) {
-        self.drain_word().fetch_add(1, SeqCst);
-        kernel::futex_wake_all(self.drain_word());
+        self.table.drain_word().fetch_add(1, SeqCst);
+        kernel::futex_wake_all(self.table.drain_word());
+    }
+
+    /// Overflow path, outermost enter: be counted (read lock for liveness
+    /// first, then the shared count).
+    #[cold]
+    fn overflow_in(&self, state: &ProcState) -> Result<(), BarrierError> {
+        let fd = self.own_fd(state)?;
+        match kernel::ofd_try_read_lock(fd, LOCK_OVERFLOW) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(io_err("lock (overflow)", &self.path)(io::Error::other(
+                    "overflow byte write-locked",
+                )))
+            }
+            Err(e) => return Err(io_err("lock (overflow)", &self.path)(e)),
+        }
+        self.table.overflow().fetch_add(1, SeqCst);
+        Ok(())
+    }
+
+    /// Overflow path, outermost leave (or backing off): no longer counted.
+    #[cold]
+    fn overflow_out(&self, state: &ProcState) {
+        self.table.overflow().fetch_sub(1, SeqCst);
+        let _ = kernel::ofd_unlock(state.fd.load(SeqCst), LOCK_OVERFLOW);
     }
 
     /// Enter the barrier (shared). Nestable; the depth is per process.
     ///
-    /// Fast path (no freeze): a few atomic operations and no system call.
+    /// Fast path (no freeze): a few atomic operations and no system call
+    /// (a process without a slot of its own takes and drops a read lock).
     /// During a freeze, waits on a futex until the thaw, or until the bound:
     /// then goes in anyway and the freeze is recorded as breached.
     ///
@@ -660,7 +699,7 @@ impl Barrier {
     /// priority over a multi-threaded writer.
     pub fn enter(&self) -> Result<Entered, BarrierError> {
         let state = self.state()?;
-        let slot = self.slot_word(state.slot);
+        let slot = self.word(state);
         let mut wait_start: Option<u64> = None;
         let mut gave_up_on: Option<u32> = None;
         loop {
@@ -670,7 +709,7 @@ impl Barrier {
                     return Err(BarrierError::TooDeep);
                 }
                 if thread_held() == 0 {
-                    let freeze = self.freeze_word().load(SeqCst);
+                    let freeze = self.table.freeze_word().load(SeqCst);
                     if freeze & (FROZEN | EXPIRED) == FROZEN && gave_up_on != Some(freeze) {
                         // Not a breach if we go in now: our process is
                         // inside, so the freezer has not drained yet.
@@ -690,16 +729,23 @@ impl Barrier {
                 continue;
             }
             if cur != 0 {
-                // Another thread of this process is entering; it settles in a
-                // few instructions (or backs off to 0 and waits).
+                // Another thread of this process is entering or leaving; it
+                // settles in a few instructions (or backs off to 0 and waits).
                 std::thread::yield_now();
                 continue;
             }
             if slot.compare_exchange(0, 1, SeqCst, Relaxed).is_err() {
                 continue;
             }
-            // Dekker: our SeqCst increment above, then the freeze flag.
-            let freeze = self.freeze_word().load(SeqCst);
+            if state.slot.is_none() {
+                if let Err(e) = self.overflow_in(state) {
+                    slot.store(0, SeqCst);
+                    return Err(e);
+                }
+            }
+            // Dekker: our SeqCst increment above (of the slot word, or of the
+            // overflow count), then the freeze flag.
+            let freeze = self.table.freeze_word().load(SeqCst);
             if freeze & FROZEN == 0 {
                 // Release is enough: the Dekker pair is the SeqCst CAS and
                 // load above; the freezer treats any nonzero word as busy,
@@ -709,12 +755,15 @@ impl Barrier {
                 return Ok(Entered::Entered);
             }
             if freeze & EXPIRED != 0 || gave_up_on == Some(freeze & !EXPIRED) {
-                self.hdr64(OFF_BREACHES).fetch_add(1, SeqCst);
+                self.table.hdr64(OFF_BREACHES).fetch_add(1, SeqCst);
                 slot.store(HELD | 1, Release);
                 thread_held_add(1);
                 return Ok(Entered::Breached);
             }
             // Frozen: step back out, tell the freezer, wait.
+            if state.slot.is_none() {
+                self.overflow_out(state);
+            }
             slot.store(0, SeqCst);
             self.bump_drain();
             if self.wait_frozen(freeze, &mut wait_start) {
@@ -727,24 +776,21 @@ impl Barrier {
     /// bound. Returns true when the bound ran out (the freeze is then marked
     /// expired and the caller goes in).
     fn wait_frozen(&self, freeze: u32, wait_start: &mut Option<u64>) -> bool {
+        let t = &self.table;
         let now = kernel::monotonic_ns();
         let start = *wait_start.get_or_insert(now);
         let own = nanos(self.max_freeze);
-        let deadline = self
+        let deadline = t
             .hdr64(OFF_DEADLINE)
             .load(SeqCst)
-            .min(
-                self.hdr64(OFF_FREEZE_START)
-                    .load(SeqCst)
-                    .saturating_add(own),
-            )
+            .min(t.hdr64(OFF_FREEZE_START).load(SeqCst).saturating_add(own))
             .min(start.saturating_add(own));
         if now >= deadline {
             self.expire(freeze, start, now);
             return true;
         }
         kernel::futex_wait(
-            self.freeze_word(),
+            t.freeze_word(),
             freeze,
             Duration::from_nanos(deadline - now),
         );
@@ -755,8 +801,8 @@ impl Barrier {
     /// nobody else waits, and thaw on behalf of a dead freezer.
     #[cold]
     fn expire(&self, freeze: u32, wait_start: u64, now: u64) {
-        let word = self.freeze_word();
-        let pid = self.map.u32_at(OFF_FREEZER_PID).load(SeqCst);
+        let word = self.table.freeze_word();
+        let pid = self.table.freezer_pid().load(SeqCst);
         if word
             .compare_exchange(freeze, freeze | EXPIRED, SeqCst, Relaxed)
             .is_ok()
@@ -772,18 +818,19 @@ impl Barrier {
         if self.my_freeze.load(SeqCst) != 0 {
             return; // we are the freezer (our own lock would look free)
         }
-        if let Ok(state) = self.state() {
-            if let Ok(false) = kernel::ofd_is_locked(state.fd, LOCK_FREEZER) {
-                let cur = word.load(SeqCst);
-                if cur & FROZEN != 0
-                    && (cur & !(FROZEN | EXPIRED)) == (freeze & !(FROZEN | EXPIRED))
-                    && word
-                        .compare_exchange(cur, next_generation(cur), SeqCst, Relaxed)
-                        .is_ok()
-                {
-                    log::warn!("cyrsync barrier: freezer died while frozen, barrier thawed: freezer_pid=<{pid}>");
-                    kernel::futex_wake_all(word);
-                }
+        let Ok(fd) = self.state().and_then(|s| self.own_fd(s)) else {
+            return;
+        };
+        if let Ok(false) = kernel::ofd_is_locked(fd, LOCK_FREEZER) {
+            let cur = word.load(SeqCst);
+            if cur & FROZEN != 0
+                && (cur & !(FROZEN | EXPIRED)) == (freeze & !(FROZEN | EXPIRED))
+                && word
+                    .compare_exchange(cur, next_generation(cur), SeqCst, Relaxed)
+                    .is_ok()
+            {
+                log::warn!("cyrsync barrier: freezer died while frozen, barrier thawed: freezer_pid=<{pid}>");
+                kernel::futex_wake_all(word);
             }
         }
     }
@@ -792,22 +839,34 @@ impl Barrier {
     /// not inside.
     pub fn leave(&self) -> Result<(), BarrierError> {
         let state = self.state()?;
-        let slot = self.slot_word(state.slot);
+        let slot = self.word(state);
+        let overflow = state.slot.is_none();
         let mut cur = slot.load(Acquire);
         loop {
             if cur & HELD == 0 || cur & DEPTH_MASK == 0 {
                 return Err(BarrierError::NotHeld);
             }
-            let new = if cur & DEPTH_MASK == 1 { 0 } else { cur - 1 };
+            // Overflow path, outermost leave: through the tentative state
+            // (1: other threads of ours wait) until we are no longer counted.
+            let new = match cur & DEPTH_MASK {
+                1 if overflow => 1,
+                1 => 0,
+                _ => cur - 1,
+            };
             match slot.compare_exchange_weak(cur, new, SeqCst, Acquire) {
                 Ok(_) => {
+                    if new == 1 {
+                        self.overflow_out(state);
+                        slot.store(0, SeqCst);
+                    }
                     // Never below 0: a thread may leave what another
                     // entered (the other's count then stays high, which only
                     // lets it nest while its process is inside: safe).
                     thread_held_add(-1);
                     // Dekker again: our SeqCst store, then the freeze flag;
                     // the freezer sets the flag, then reads the drain word.
-                    if new == 0 && self.freeze_word().load(SeqCst) & FROZEN != 0 {
+                    if (new == 0 || new == 1) && self.table.freeze_word().load(SeqCst) & FROZEN != 0
+                    {
                         self.bump_drain();
                     }
                     return Ok(());
@@ -819,13 +878,11 @@ impl Barrier {
 
     /// This process's depth (0 when not inside). No system call.
     pub fn depth(&self) -> u32 {
-        let ptr = self.state.load(Acquire);
-        // SAFETY: as in `state`.
-        let state = unsafe { &*ptr };
+        let state = self.current();
         if state.fork_generation != kernel::fork_generation() {
             return 0;
         }
-        let word = self.slot_word(state.slot).load(Acquire);
+        let word = self.word(state).load(Acquire);
         if word & HELD != 0 {
             word & DEPTH_MASK
         } else {
@@ -833,18 +890,106 @@ impl Barrier {
         }
     }
 
+    /// Why the freeze cannot trust this file: the path no longer names the
+    /// file we mapped, or other processes map another `cyrsync-barrier` at
+    /// this path (a removed or replaced file they still write through).
+    fn replaced_reason(&self, scan: bool) -> Option<String> {
+        if scan {
+            // At the freeze: is any process on another barrier file? (The
+            // path is checked at the thaw: a file replaced before or during
+            // the freeze is still replaced then.)
+            return self.other_file_users();
+        }
+        match std::fs::metadata(&self.path) {
+            Err(e) => {
+                return Some(format!(
+                    "barrier file removed: path=<{}> error=<{e}>",
+                    self.path.display()
+                ))
+            }
+            Ok(meta) => {
+                use std::os::unix::fs::MetadataExt;
+                if meta.dev() != self.file_id.dev || meta.ino() != self.file_id.ino {
+                    return Some(format!(
+                        "barrier file replaced: path=<{}> now inode=<{}>, the freeze is on inode=<{}>",
+                        self.path.display(),
+                        meta.ino(),
+                        self.file_id.ino
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// Processes on a removed or replaced barrier file, as a reason.
+    fn other_file_users(&self) -> Option<String> {
+        // Which other barrier files are in use at all (cheap), then, for
+        // those not known to be another instance's, who maps them.
+        let candidates = self
+            .proc_locks()
+            .and_then(|f| layout::other_barrier_lock_inodes(f, self.file_id));
+        let known: Vec<u64> = match self.foreign.try_lock() {
+            Ok(known) => known.clone(),
+            Err(_) => Vec::new(),
+        };
+        let fresh: Option<Vec<u64>> =
+            candidates.map(|c| c.into_iter().filter(|i| !known.contains(i)).collect());
+        if fresh.as_ref().is_some_and(Vec::is_empty) {
+            return None;
+        }
+        let found = layout::scan_maps(&self.canonical, self.file_id, fresh.as_deref());
+        if !found.ours_old.is_empty() {
+            let pids: Vec<String> = found.ours_old.iter().map(u32::to_string).collect();
+            return Some(format!(
+                "processes still use a removed or replaced barrier file: path=<{}> pids=<{}>",
+                self.path.display(),
+                pids.join(",")
+            ));
+        }
+        if let Ok(mut known) = self.foreign.try_lock() {
+            for ino in found.foreign {
+                if !known.contains(&ino) {
+                    known.push(ino);
+                }
+            }
+        }
+        None
+    }
+
+    /// /proc/locks, opened once (by the first freeze: other processes never
+    /// hold it) and read with one pread per freeze: fewer system calls while
+    /// the writers wait.
+    fn proc_locks(&self) -> Option<&std::fs::File> {
+        if let Some(f) = self.proc_locks.get() {
+            return Some(f);
+        }
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open("/proc/locks")
+            .ok()?;
+        let _ = self.proc_locks.set(Box::new(f));
+        self.proc_locks.get()
+    }
+
     /// Freeze: stop new writers, wait for those inside to leave (at most
     /// `max`), and return the token to thaw with. The freeze ends by itself
     /// `max` after it started (writers go in, the verdict says so); each
     /// writer also applies its own bound.
-    pub fn freeze(&self, max: Duration) -> Result<FreezeToken, BarrierError> {
+    ///
+    /// If the barrier file was removed or replaced (writers may be using
+    /// another one), the freeze still happens but its verdict says not
+    /// consistent, with the reason.
+    pub fn freeze(&self, max: Duration) -> Result<FreezeToken<'_>, BarrierError> {
         let state = self.state()?;
-        let own = self.slot_word(state.slot).load(SeqCst);
+        let own = self.word(state).load(SeqCst);
         if own != 0 {
             return Err(BarrierError::Held {
                 depth: own & DEPTH_MASK,
             });
         }
+        let fd = self.own_fd(state)?;
         // Claim the handle first: the OFD freezer lock does not conflict
         // with itself, so two threads of ours would both get it.
         if self
@@ -856,115 +1001,164 @@ impl Barrier {
                 pid: kernel::getpid(),
             });
         }
-        let got = match kernel::ofd_try_lock(state.fd, LOCK_FREEZER) {
+        let got = match kernel::ofd_try_lock(fd, LOCK_FREEZER) {
             Ok(got) => got,
             Err(e) => {
                 self.my_freeze.store(0, SeqCst);
                 return Err(io_err("lock (freezer)", &self.path)(e));
             }
         };
+        let t = &self.table;
         if !got {
             self.my_freeze.store(0, SeqCst);
             return Err(BarrierError::AlreadyFrozen {
-                pid: self.map.u32_at(OFF_FREEZER_PID).load(SeqCst),
+                pid: t.freezer_pid().load(SeqCst),
             });
         }
-        let word = self.freeze_word();
+        let word = t.freeze_word();
         let old = word.load(SeqCst);
         if old & FROZEN != 0 {
             log::warn!(
                 "cyrsync barrier: taking over the freeze of a dead freezer: freezer_pid=<{}>",
-                self.map.u32_at(OFF_FREEZER_PID).load(SeqCst)
+                t.freezer_pid().load(SeqCst)
             );
         }
         let start = kernel::monotonic_ns();
         let deadline = start.saturating_add(nanos(max));
-        self.map
-            .u32_at(OFF_FREEZER_PID)
-            .store(kernel::getpid(), SeqCst);
-        self.hdr64(OFF_FREEZE_START).store(start, SeqCst);
-        self.hdr64(OFF_DEADLINE).store(deadline, SeqCst);
-        let breaches_at_start = self.hdr64(OFF_BREACHES).load(SeqCst);
+        t.freezer_pid().store(kernel::getpid(), SeqCst);
+        t.hdr64(OFF_FREEZE_START).store(start, SeqCst);
+        t.hdr64(OFF_DEADLINE).store(deadline, SeqCst);
+        let breaches_at_start = t.hdr64(OFF_BREACHES).load(SeqCst);
         let frozen = next_generation(old) | FROZEN;
         self.my_freeze.store(frozen, SeqCst);
         word.store(frozen, SeqCst);
         // Writers waiting on a dead freezer's word see the new deadline.
         kernel::futex_wake_all(word);
+        // Is any process on a removed or replaced barrier file? (One pread
+        // of /proc/locks; the maps scan only for unknown barrier-like
+        // locks.) The set of such processes only shrinks, so this sees every
+        // one that can write during this freeze but one that exits in the
+        // microseconds since FROZEN was set. Not before setting it: under
+        // tight writers, each system call there waits for a CPU (freeze p50
+        // 12 ms instead of 1); now they are backing off to sleep. A file
+        // replaced later shows at the thaw's path check.
+        let replaced = self.replaced_reason(true);
 
         loop {
-            let seen = self.drain_word().load(SeqCst);
-            let busy = self.busy_slots(state);
+            let seen = t.drain_word().load(SeqCst);
+            let busy = self.busy_slots(state, fd);
             let now = kernel::monotonic_ns();
             if busy.is_empty() {
-                self.hdr64(OFF_FREEZES).fetch_add(1, SeqCst);
+                t.hdr64(OFF_FREEZES).fetch_add(1, SeqCst);
                 return Ok(FreezeToken {
-                    barrier_id: self as *const Barrier as usize,
-                    generation_word: frozen,
-                    started_ns: start,
-                    deadline_ns: deadline,
-                    breaches_at_start,
-                    drained_ns: now,
+                    barrier: self,
+                    data: Some(FreezeData {
+                        generation_word: frozen,
+                        started_ns: start,
+                        deadline_ns: deadline,
+                        breaches_at_start,
+                        drained_ns: now,
+                        replaced,
+                    }),
                 });
             }
             if now >= deadline {
                 self.unfreeze(frozen);
                 self.my_freeze.store(0, SeqCst);
-                let _ = kernel::ofd_unlock(state.fd, LOCK_FREEZER);
+                let _ = kernel::ofd_unlock(fd, LOCK_FREEZER);
                 return Err(BarrierError::DrainTimeout {
                     waited: Duration::from_nanos(now - start),
                     busy,
                 });
             }
             let wait = Duration::from_nanos(deadline - now).min(DRAIN_RESCAN);
-            kernel::futex_wait(self.drain_word(), seen, wait);
+            kernel::futex_wait(t.drain_word(), seen, wait);
         }
     }
 
-    /// Slots of live processes with a nonzero word; dead ones are reclaimed.
-    fn busy_slots(&self, me: &ProcState) -> Vec<SlotInfo> {
+    /// Slots of live processes with a nonzero word, our own included (other
+    /// threads of ours may be inside); dead ones are reclaimed.
+    fn busy_slots(&self, me: &ProcState, fd: RawFd) -> Vec<SlotInfo> {
+        let t = &self.table;
         let mut busy = Vec::new();
-        for index in 0..self.high_water() {
-            let word = self.slot_word(index).load(SeqCst);
-            if word == 0 || index == me.slot {
+        for index in 0..t.high_water() {
+            let word = t.slot_word(index).load(SeqCst);
+            if word == 0 {
                 continue;
             }
-            let offset = Self::slot_offset(index) as u64;
-            match kernel::ofd_try_lock(me.fd, offset) {
+            let info = |alive| SlotInfo {
+                index,
+                pid: t.slot_pid(index).load(Relaxed),
+                depth: word & DEPTH_MASK,
+                alive,
+            };
+            if Some(index) == me.slot {
+                // Our own lock would look free to us: another thread of
+                // this process is inside (or entering).
+                busy.push(info(true));
+                continue;
+            }
+            let offset = slot_offset(index) as u64;
+            match kernel::ofd_try_lock(fd, offset) {
+                Ok(true) if t.owner_alive(index) => {
+                    // The lock is gone but the process lives (its host
+                    // closed the descriptor): still a writer.
+                    let _ = kernel::ofd_unlock(fd, offset);
+                    busy.push(info(true));
+                }
                 Ok(true) => {
                     // Dead owner (or it just closed): reclaim.
-                    let pid = self.slot_pid(index).swap(0, SeqCst);
-                    if self.slot_word(index).swap(0, SeqCst) != 0 {
+                    let pid = t.slot_pid(index).swap(0, SeqCst);
+                    if t.slot_word(index).swap(0, SeqCst) != 0 {
                         log::warn!(
                             "cyrsync barrier: reclaimed the slot of a writer that died inside: pid=<{pid}> slot=<{index}>"
                         );
                     }
-                    let _ = kernel::ofd_unlock(me.fd, offset);
+                    let _ = kernel::ofd_unlock(fd, offset);
                 }
-                Ok(false) => busy.push(SlotInfo {
-                    index,
-                    pid: self.slot_pid(index).load(Relaxed),
-                    depth: word & DEPTH_MASK,
-                    alive: true,
-                }),
+                Ok(false) => busy.push(info(true)),
                 Err(error) => {
                     log::error!(
                         "IOERROR: cyrsync barrier: probing a slot failed: path=<{}> slot=<{index}> error=<{error}>",
                         self.path.display()
                     );
-                    busy.push(SlotInfo {
-                        index,
-                        pid: self.slot_pid(index).load(Relaxed),
-                        depth: word,
-                        alive: true,
-                    });
+                    busy.push(info(true));
                 }
+            }
+        }
+        // Processes without a slot: a count, and a read lock each holds
+        // while inside. Read the count first, then the lock: a count with no
+        // lock behind it is what dead processes left (a live one locks
+        // before it counts, and unlocks after it stops counting).
+        let n = t.overflow().load(SeqCst);
+        if n != 0 {
+            let ours = me.slot.is_none() && me.private_word.load(SeqCst) != 0;
+            let locked = ours || kernel::ofd_is_locked(fd, LOCK_OVERFLOW).unwrap_or(true);
+            if locked {
+                busy.push(SlotInfo {
+                    index: OVERFLOW_INDEX,
+                    pid: 0,
+                    depth: n,
+                    alive: true,
+                });
+            } else if t.overflow().compare_exchange(n, 0, SeqCst, SeqCst).is_ok() {
+                log::warn!(
+                    "cyrsync barrier: reclaimed the overflow count of writers that died inside: count=<{n}>"
+                );
+            } else {
+                busy.push(SlotInfo {
+                    index: OVERFLOW_INDEX,
+                    pid: 0,
+                    depth: n,
+                    alive: true,
+                });
             }
         }
         busy
     }
 
     fn unfreeze(&self, frozen: u32) -> bool {
-        let word = self.freeze_word();
+        let word = self.table.freeze_word();
         let mut cur = word.load(SeqCst);
         loop {
             if cur & !EXPIRED != frozen {
@@ -981,73 +1175,54 @@ impl Barrier {
     }
 
     /// End a freeze and say whether it held: consistent if the deadline did
-    /// not pass and no writer went in.
-    pub fn thaw(&self, token: FreezeToken) -> Result<Verdict, BarrierError> {
-        if token.barrier_id != self as *const Barrier as usize {
+    /// not pass, no writer went in and the barrier file is still the one
+    /// every writer uses. A token of another barrier is refused
+    /// ([`BarrierError::ForeignToken`]), and thaws its own barrier.
+    pub fn thaw(&self, mut token: FreezeToken<'_>) -> Result<Verdict, BarrierError> {
+        if !std::ptr::eq(token.barrier, self) {
             return Err(BarrierError::ForeignToken);
         }
+        let data = token.data.take().expect("a token is thawed once");
+        Ok(self.finish(data))
+    }
+
+    fn finish(&self, data: FreezeData) -> Verdict {
         let now = kernel::monotonic_ns();
-        let word = self.freeze_word().load(SeqCst);
-        let breaches = self
+        let t = &self.table;
+        let word = t.freeze_word().load(SeqCst);
+        let breaches = t
             .hdr64(OFF_BREACHES)
             .load(SeqCst)
-            .wrapping_sub(token.breaches_at_start);
-        let expired = now > token.deadline_ns
-            || (word & !EXPIRED == token.generation_word && word & EXPIRED != 0);
-        let lost = !self.unfreeze(token.generation_word);
+            .wrapping_sub(data.breaches_at_start);
+        let expired = now > data.deadline_ns
+            || (word & !EXPIRED == data.generation_word && word & EXPIRED != 0);
+        let replaced = data.replaced.or_else(|| self.replaced_reason(false));
+        let lost = !self.unfreeze(data.generation_word);
         self.my_freeze.store(0, SeqCst);
-        if let Ok(state) = self.state() {
-            let _ = kernel::ofd_unlock(state.fd, LOCK_FREEZER);
+        if let Ok(fd) = self.state().and_then(|s| self.own_fd(s)) {
+            let _ = kernel::ofd_unlock(fd, LOCK_FREEZER);
         }
-        Ok(Verdict {
+        Verdict {
             expired,
             breaches,
             lost,
-            frozen_for: Duration::from_nanos(now - token.started_ns),
-            drain_time: token.drain_time(),
-        })
+            replaced,
+            frozen_for: Duration::from_nanos(now - data.started_ns),
+            drain_time: Duration::from_nanos(data.drained_ns - data.started_ns),
+        }
     }
 
     /// The shared state, for `cyrsync barrier status` and monitoring.
     pub fn status(&self) -> Result<Status, BarrierError> {
         let state = self.state()?;
-        let word = self.freeze_word().load(SeqCst);
-        let frozen = word & FROZEN != 0;
-        let now = kernel::monotonic_ns();
-        let start = self.hdr64(OFF_FREEZE_START).load(SeqCst);
-        let deadline = self.hdr64(OFF_DEADLINE).load(SeqCst);
-        // Our own description's locks never conflict with us: ask ourselves.
-        let freezer_alive = self.my_freeze.load(SeqCst) != 0
-            || kernel::ofd_is_locked(state.fd, LOCK_FREEZER)
-                .map_err(io_err("lock probe", &self.path))?;
-        let mut slots = Vec::new();
-        for index in 0..self.high_water() {
-            let w = self.slot_word(index).load(SeqCst);
-            let alive = index == state.slot
-                || kernel::ofd_is_locked(state.fd, Self::slot_offset(index) as u64)
-                    .map_err(io_err("lock probe", &self.path))?;
-            if alive || w != 0 {
-                slots.push(SlotInfo {
-                    index,
-                    pid: self.slot_pid(index).load(SeqCst),
-                    depth: w & DEPTH_MASK,
-                    alive,
-                });
-            }
-        }
-        Ok(Status {
-            frozen,
-            expired: frozen && word & EXPIRED != 0,
-            generation: word >> 2,
-            freezer_pid: self.map.u32_at(OFF_FREEZER_PID).load(SeqCst),
-            freezer_alive,
-            frozen_for: frozen.then(|| Duration::from_nanos(now.saturating_sub(start))),
-            remaining: frozen.then(|| Duration::from_nanos(deadline.saturating_sub(now))),
-            breaches: self.hdr64(OFF_BREACHES).load(SeqCst),
-            freezes: self.hdr64(OFF_FREEZES).load(SeqCst),
-            slot_count: self.slot_count,
-            slots,
-        })
+        let fd = self.own_fd(state)?;
+        status_of(
+            &self.table,
+            fd,
+            state.slot,
+            self.my_freeze.load(SeqCst) != 0,
+            &self.path,
+        )
     }
 }
 
@@ -1088,34 +1263,26 @@ fn next_generation(word: u32) -> u32 {
 
 impl Drop for Barrier {
     fn drop(&mut self) {
-        let ptr = *self.state.get_mut();
-        // SAFETY: the current state; no other thread can use `self` now.
-        let state = unsafe { &*ptr };
+        let state = self.current();
         if state.fork_generation != kernel::fork_generation() {
             // A forked child that never used the barrier: the descriptor is
             // the parent's copy (closed by the atfork handler if registered).
-            if state.registry.is_none() {
+            let fd = state.fd.load(SeqCst);
+            if state.registry.is_none() && self.is_ours(fd) {
                 // SAFETY: our inherited copy; the parent keeps its own.
-                unsafe { libc::close(state.fd) };
+                unsafe { libc::close(fd) };
             }
         } else {
             self.close_current(state);
         }
-        // Free the current state and those it replaced.
-        let mut next = ptr;
-        while !next.is_null() {
-            // SAFETY: each came from Box::into_raw, is reachable only
-            // through this chain, and is freed once.
-            let state = unsafe { Box::from_raw(next) };
-            next = state.replaced;
-        }
+        // The chain of states is freed with `root`.
     }
 }
 
 impl Barrier {
     /// Drop-time work for a state of this fork generation.
-    fn close_current(&mut self, state: &ProcState) {
-        let frozen = *self.my_freeze.get_mut();
+    fn close_current(&self, state: &ProcState) {
+        let frozen = self.my_freeze.load(SeqCst);
         if frozen != 0 {
             log::error!(
                 "IOERROR: cyrsync barrier closed while frozen, thawing (verdict lost): path=<{}>",
@@ -1135,176 +1302,4 @@ impl Barrier {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tmpdir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "cyrsync-barrier-unit-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    #[test]
-    fn nesting_and_depth() {
-        let dir = tmpdir("nest");
-        let b = Barrier::open(&dir, DEFAULT_MAX_FREEZE).unwrap();
-        assert_eq!(b.depth(), 0);
-        assert!(matches!(b.leave(), Err(BarrierError::NotHeld)));
-        assert_eq!(b.enter().unwrap(), Entered::Entered);
-        assert_eq!(b.enter().unwrap(), Entered::Nested);
-        assert_eq!(b.depth(), 2);
-        b.leave().unwrap();
-        b.leave().unwrap();
-        assert_eq!(b.depth(), 0);
-        assert!(matches!(b.leave(), Err(BarrierError::NotHeld)));
-    }
-
-    #[test]
-    fn two_handles_take_two_slots_and_freeze_waits() {
-        let dir = tmpdir("two");
-        let a = Barrier::open(&dir, DEFAULT_MAX_FREEZE).unwrap();
-        let f = Barrier::open(&dir, DEFAULT_MAX_FREEZE).unwrap();
-        a.enter().unwrap();
-        match f.freeze(Duration::from_millis(100)) {
-            Err(BarrierError::DrainTimeout { busy, .. }) => assert_eq!(busy.len(), 1),
-            other => panic!("expected a drain timeout, got {other:?}"),
-        }
-        a.leave().unwrap();
-        let token = f.freeze(Duration::from_secs(5)).unwrap();
-        assert!(matches!(
-            f.freeze(Duration::from_secs(1)),
-            Err(BarrierError::AlreadyFrozen { .. })
-        ));
-        let st = f.status().unwrap();
-        assert!(st.frozen && st.freezer_alive);
-        let v = f.thaw(token).unwrap();
-        assert!(v.consistent(), "{v:?}");
-        assert!(!f.status().unwrap().frozen);
-    }
-
-    #[test]
-    fn freezer_inside_is_refused() {
-        let dir = tmpdir("held");
-        let b = Barrier::open(&dir, DEFAULT_MAX_FREEZE).unwrap();
-        b.enter().unwrap();
-        assert!(matches!(
-            b.freeze(Duration::from_secs(1)),
-            Err(BarrierError::Held { depth: 1 })
-        ));
-        b.leave().unwrap();
-    }
-
-    #[test]
-    fn writer_breaches_after_its_bound_and_verdict_says_so() {
-        let dir = tmpdir("bound");
-        let w = std::sync::Arc::new(Barrier::open(&dir, Duration::from_millis(200)).unwrap());
-        let f = Barrier::open(&dir, DEFAULT_MAX_FREEZE).unwrap();
-        let token = f.freeze(Duration::from_secs(10)).unwrap();
-        let w2 = w.clone();
-        let t = std::thread::spawn(move || {
-            let start = std::time::Instant::now();
-            let e = w2.enter().unwrap();
-            w2.leave().unwrap();
-            (e, start.elapsed())
-        });
-        let (e, waited) = t.join().unwrap();
-        assert_eq!(e, Entered::Breached);
-        assert!(
-            waited >= Duration::from_millis(150) && waited < Duration::from_secs(5),
-            "{waited:?}"
-        );
-        let v = f.thaw(token).unwrap();
-        assert!(!v.consistent());
-        assert_eq!(v.breaches, 1);
-    }
-
-    #[test]
-    fn one_freeze_per_handle_even_when_threads_race() {
-        let dir = tmpdir("race");
-        let b = std::sync::Arc::new(Barrier::open(&dir, DEFAULT_MAX_FREEZE).unwrap());
-        for _ in 0..50 {
-            let results: Vec<_> = (0..4)
-                .map(|_| {
-                    let b = b.clone();
-                    std::thread::spawn(move || b.freeze(Duration::from_secs(5)).ok())
-                })
-                .collect::<Vec<_>>()
-                .into_iter()
-                .map(|t| t.join().unwrap())
-                .collect();
-            let mut won: Vec<_> = results.into_iter().flatten().collect();
-            assert_eq!(won.len(), 1);
-            assert!(b.thaw(won.pop().unwrap()).unwrap().consistent());
-        }
-    }
-
-    #[test]
-    fn a_holding_thread_nests_through_a_draining_freeze() {
-        let dir = tmpdir("nestfreeze");
-        let w = Barrier::open(&dir, Duration::from_secs(20)).unwrap();
-        let f = std::sync::Arc::new(Barrier::open(&dir, DEFAULT_MAX_FREEZE).unwrap());
-        w.enter().unwrap();
-        let f2 = f.clone();
-        let freezer = std::thread::spawn(move || f2.freeze(Duration::from_secs(20)));
-        // Wait until the freeze is on (draining: we are inside).
-        while !w.status().unwrap().frozen {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let start = std::time::Instant::now();
-        assert_eq!(w.enter().unwrap(), Entered::Nested);
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "a holder waited for the freeze"
-        );
-        w.leave().unwrap();
-        w.leave().unwrap();
-        let token = freezer.join().unwrap().unwrap();
-        assert!(f.thaw(token).unwrap().consistent());
-    }
-
-    #[test]
-    fn threads_share_the_process_depth() {
-        let dir = tmpdir("threads");
-        let b = std::sync::Arc::new(Barrier::open(&dir, DEFAULT_MAX_FREEZE).unwrap());
-        let handles: Vec<_> = (0..4)
-            .map(|_| {
-                let b = b.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..10_000 {
-                        b.enter().unwrap();
-                        assert!(b.depth() >= 1);
-                        b.leave().unwrap();
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
-        assert_eq!(b.depth(), 0);
-    }
-
-    #[test]
-    fn root_creates_the_file_for_the_lock_directory_owner() {
-        use std::os::unix::fs::MetadataExt;
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: needs root");
-            return;
-        }
-        let dir =
-            std::env::temp_dir().join(format!("cyrsync-barrier-owner-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        // 65534 is "nobody" on Debian; any non-root id will do.
-        std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
-        let barrier = Barrier::open(&dir, Duration::from_secs(1)).unwrap();
-        let meta = std::fs::metadata(dir.join(FILE_NAME)).unwrap();
-        assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
-        drop(barrier);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
+mod tests;

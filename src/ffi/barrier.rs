@@ -53,9 +53,10 @@ pub struct cyrsync_barrier_frozen {
     _private: [u8; 0],
 }
 
-// SAFETY: zero-sized, never constructed; pointers to it are Box<FreezeToken>.
+// SAFETY: zero-sized, never constructed; pointers to it are
+// Box<FreezeToken<'static>> (the handle outlives it by contract).
 unsafe impl Handle for cyrsync_barrier_frozen {
-    type Inner = FreezeToken;
+    type Inner = FreezeToken<'static>;
 }
 
 /// The barrier's shared state, filled by `cyrsync_barrier_status`.
@@ -84,6 +85,9 @@ pub struct cyrsync_barrier_state {
     pub live_slots: u32,
     /// Slots whose process is inside the barrier (depth > 0).
     pub inside_slots: u32,
+    /// Processes without a slot of their own (all were taken when they
+    /// opened) that are inside the barrier.
+    pub overflow_inside: u32,
 }
 
 /// Map an error to its status and log it in Cyrus's vocabulary.
@@ -92,6 +96,9 @@ fn report(function: &str, error: &BarrierError) -> cyrsync_status {
     let status = match error {
         BarrierError::Io { .. } => S::IoError,
         BarrierError::BadFile { .. } => S::BarrierBadFile,
+        BarrierError::NoSpace { .. } => S::BarrierNoSpace,
+        BarrierError::InUse { .. } => S::BadState,
+        BarrierError::Replaced { .. } => S::BarrierReplaced,
         BarrierError::NoSlot { .. } => S::BarrierNoSlot,
         BarrierError::NotHeld => S::BarrierNotHeld,
         BarrierError::TooDeep => S::InvalidArgument,
@@ -112,14 +119,20 @@ fn max_from_ms(ms: u32) -> Duration {
     }
 }
 
-fn open_dir(function: &str, dir: &[u8], max_freeze_ms: u32) -> Result<Barrier, cyrsync_status> {
+fn open_dir(
+    function: &str,
+    dir: &[u8],
+    max_freeze_ms: u32,
+    slots: u32,
+) -> Result<Barrier, cyrsync_status> {
     if dir.is_empty() {
         log::error!("IOERROR: {function}: empty lock directory");
         return Err(cyrsync_status::InvalidArgument);
     }
-    Barrier::open(
+    Barrier::open_with_slots(
         Path::new(OsStr::from_bytes(dir)),
         max_from_ms(max_freeze_ms),
+        slots,
     )
     .map_err(|e| report(function, &e))
 }
@@ -134,8 +147,17 @@ fn open_dir(function: &str, dir: &[u8], max_freeze_ms: u32) -> Result<Barrier, c
 /// caller owns and frees with `cyrsync_barrier_free`. `lock_dir` is
 /// borrowed for the call only. Thread-safe.
 ///
+/// A missing file is created complete, its blocks allocated, so that no
+/// later store to it can fail (SIGBUS) on a full disk: if they cannot be
+/// allocated, BARRIER_NO_SPACE and no file. An existing file that is not a
+/// valid barrier (short, damaged, foreign, another version, wrong size) is
+/// never rewritten: BARRIER_BAD_FILE, logged with the file and the fix
+/// (`cyrsync barrier reset`, with Cyrus stopped). With every slot taken by
+/// live processes, this process still opens and works, through a slower
+/// path (two system calls per outermost enter/leave).
+///
 /// Returns OK, NULL_PARAMETER, INVALID_ARGUMENT (empty path), IO_ERROR,
-/// BARRIER_BAD_FILE or BARRIER_NO_SLOT.
+/// BARRIER_NO_SPACE or BARRIER_BAD_FILE.
 #[no_mangle]
 pub extern "C" fn cyrsync_barrier_open(
     lock_dir: *const c_char,
@@ -143,11 +165,36 @@ pub extern "C" fn cyrsync_barrier_open(
     out: *mut *mut cyrsync_barrier,
 ) -> cyrsync_status {
     ffi_boundary!("cyrsync_barrier_open", {
+        cyrsync_barrier_open_slots(lock_dir, max_freeze_ms, 0, out)
+    })
+}
+
+/// `cyrsync_barrier_open`, creating a missing barrier file with
+/// `slot_count` slots (0: the default, 16384; at most 1048576, else
+/// INVALID_ARGUMENT): the number
+/// of processes that can have the barrier open with a slot of their own
+/// (more still work, through the overflow path). An existing file keeps
+/// its own count (change it with `cyrsync barrier reset --slots`).
+#[no_mangle]
+pub extern "C" fn cyrsync_barrier_open_slots(
+    lock_dir: *const c_char,
+    max_freeze_ms: u32,
+    slot_count: u32,
+    out: *mut *mut cyrsync_barrier,
+) -> cyrsync_status {
+    ffi_boundary!("cyrsync_barrier_open_slots", {
         let dir = try_bytes!(lock_dir);
         if out.is_null() {
             return super::null_parameter("out");
         }
-        match open_dir("cyrsync_barrier_open", dir, max_freeze_ms) {
+        if slot_count > crate::barrier::MAX_SLOT_COUNT {
+            log::error!(
+                "IOERROR: cyrsync_barrier_open_slots: too many slots: slot_count=<{slot_count}> max=<{}>",
+                crate::barrier::MAX_SLOT_COUNT
+            );
+            return cyrsync_status::InvalidArgument;
+        }
+        match open_dir("cyrsync_barrier_open", dir, max_freeze_ms, slot_count) {
             Ok(barrier) => {
                 // SAFETY: checked non-NULL; the caller gave a writable pointer.
                 unsafe { set_out(out, into_handle::<cyrsync_barrier>(barrier)) };
@@ -248,47 +295,60 @@ pub extern "C" fn cyrsync_barrier_freeze(
     })
 }
 
-/// End a freeze and return its verdict. `freeze` is consumed whatever the
-/// result (do not use it again); it must come from `cyrsync_barrier_freeze`
-/// on the same `barrier`.
+/// End a freeze and return its verdict. `freeze` must come from
+/// `cyrsync_barrier_freeze` on the same `barrier`; it is consumed (do not use
+/// it again) unless the call returns NULL_PARAMETER or INVALID_ARGUMENT: a
+/// NULL `barrier` or a handle other than the freeze's is refused before
+/// anything is consumed, and the freeze can still be thawed with the right
+/// handle.
 ///
 /// Returns OK if the freeze was consistent (no writer went in, the bound was
-/// not exceeded: the snapshot taken under it is good); otherwise the
-/// barrier is thawed all the same and the status says why the snapshot is
-/// NOT consistent: BARRIER_BREACHED, BARRIER_EXPIRED or BARRIER_LOST (also
-/// logged). NULL_PARAMETER, INVALID_ARGUMENT (freeze of another handle: it
-/// is freed, not thawed).
+/// not exceeded, the barrier file is still the one every writer uses: the
+/// snapshot taken under it is good); otherwise the barrier is thawed all the
+/// same and the status says why the snapshot is NOT consistent:
+/// BARRIER_REPLACED, BARRIER_LOST, BARRIER_BREACHED or BARRIER_EXPIRED (also
+/// logged). NULL_PARAMETER, INVALID_ARGUMENT (freeze of another handle).
 #[no_mangle]
 pub extern "C" fn cyrsync_barrier_thaw(
     barrier: *const cyrsync_barrier,
     freeze: *mut cyrsync_barrier_frozen,
 ) -> cyrsync_status {
     ffi_boundary!("cyrsync_barrier_thaw", {
+        let barrier = try_ref!(barrier);
         if freeze.is_null() {
             return super::null_parameter("freeze");
         }
         // SAFETY: non-NULL and, by contract, from cyrsync_barrier_freeze and
-        // not yet consumed; ownership passes to us here.
-        let token = unsafe { Box::from_raw(freeze.cast::<FreezeToken>()) };
-        let barrier = try_ref!(barrier);
-        match barrier.thaw(*token) {
-            Ok(verdict) if verdict.consistent() => cyrsync_status::Ok,
-            Ok(verdict) => {
-                log::warn!(
-                    "cyrsync_barrier_thaw: inconsistent freeze: why=<{}> breaches=<{}> frozen_ms=<{}>",
-                    verdict.reason().unwrap_or("?"),
-                    verdict.breaches,
-                    verdict.frozen_for.as_millis()
-                );
-                if verdict.lost {
-                    cyrsync_status::BarrierLost
-                } else if verdict.breaches > 0 {
-                    cyrsync_status::BarrierBreached
-                } else {
-                    cyrsync_status::BarrierExpired
-                }
-            }
-            Err(e) => report("cyrsync_barrier_thaw", &e),
+        // not yet consumed.
+        let owner = unsafe { &*freeze.cast::<FreezeToken<'static>>() }.barrier();
+        if !std::ptr::eq(owner, barrier) {
+            log::error!(
+                "IOERROR: cyrsync_barrier_thaw: the freeze belongs to another barrier handle; \
+                 not consumed, thaw it with its own handle: path=<{}>",
+                owner.path().display()
+            );
+            return cyrsync_status::InvalidArgument;
+        }
+        // SAFETY: as above; ownership passes to us here.
+        let token = unsafe { Box::from_raw(freeze.cast::<FreezeToken<'static>>()) };
+        let verdict = token.thaw();
+        if verdict.consistent() {
+            return cyrsync_status::Ok;
+        }
+        log::warn!(
+            "cyrsync_barrier_thaw: inconsistent freeze: why=<{}> breaches=<{}> frozen_ms=<{}>",
+            verdict.reason().unwrap_or("?"),
+            verdict.breaches,
+            verdict.frozen_for.as_millis()
+        );
+        if verdict.replaced.is_some() {
+            cyrsync_status::BarrierReplaced
+        } else if verdict.lost {
+            cyrsync_status::BarrierLost
+        } else if verdict.breaches > 0 {
+            cyrsync_status::BarrierBreached
+        } else {
+            cyrsync_status::BarrierExpired
         }
     })
 }
@@ -308,21 +368,8 @@ pub extern "C" fn cyrsync_barrier_status(
         }
         match barrier.status() {
             Ok(s) => {
-                let state = cyrsync_barrier_state {
-                    frozen: s.frozen,
-                    expired: s.expired,
-                    freezer_alive: s.freezer_alive,
-                    freezer_pid: s.freezer_pid,
-                    frozen_for_ms: s.frozen_for.map_or(0, |d| d.as_millis() as u64),
-                    remaining_ms: s.remaining.map_or(0, |d| d.as_millis() as u64),
-                    breaches: s.breaches,
-                    freezes: s.freezes,
-                    slot_count: s.slot_count,
-                    live_slots: s.slots.iter().filter(|x| x.alive).count() as u32,
-                    inside_slots: s.slots.iter().filter(|x| x.depth > 0).count() as u32,
-                };
                 // SAFETY: checked non-NULL.
-                unsafe { set_out(out, state) };
+                unsafe { set_out(out, c_state(&s)) };
                 cyrsync_status::Ok
             }
             Err(e) => report("cyrsync_barrier_status", &e),
@@ -330,11 +377,69 @@ pub extern "C" fn cyrsync_barrier_status(
     })
 }
 
+fn c_state(s: &crate::barrier::Status) -> cyrsync_barrier_state {
+    use crate::barrier::OVERFLOW_INDEX;
+    cyrsync_barrier_state {
+        frozen: s.frozen,
+        expired: s.expired,
+        freezer_alive: s.freezer_alive,
+        freezer_pid: s.freezer_pid,
+        frozen_for_ms: s.frozen_for.map_or(0, |d| d.as_millis() as u64),
+        remaining_ms: s.remaining.map_or(0, |d| d.as_millis() as u64),
+        breaches: s.breaches,
+        freezes: s.freezes,
+        slot_count: s.slot_count,
+        live_slots: s
+            .slots
+            .iter()
+            .filter(|x| x.alive && x.index != OVERFLOW_INDEX)
+            .count() as u32,
+        inside_slots: s
+            .slots
+            .iter()
+            .filter(|x| x.depth > 0 && x.index != OVERFLOW_INDEX)
+            .count() as u32,
+        overflow_inside: s.overflow_inside,
+    }
+}
+
+/// Fill `*out` with the shared state of the barrier in `lock_dir` without
+/// opening it as a barrier: nothing is created or written (no directory, no
+/// file, no slot), the file is opened and mapped read-only, so it works on a
+/// read-only file system and for any user who can read the file. For
+/// monitoring. Returns OK, NULL_PARAMETER, INVALID_ARGUMENT (empty path),
+/// IO_ERROR (no such file, not readable) or BARRIER_BAD_FILE.
+#[no_mangle]
+pub extern "C" fn cyrsync_barrier_inspect(
+    lock_dir: *const c_char,
+    out: *mut cyrsync_barrier_state,
+) -> cyrsync_status {
+    ffi_boundary!("cyrsync_barrier_inspect", {
+        let dir = try_bytes!(lock_dir);
+        if out.is_null() {
+            return super::null_parameter("out");
+        }
+        if dir.is_empty() {
+            log::error!("IOERROR: cyrsync_barrier_inspect: empty lock directory");
+            return cyrsync_status::InvalidArgument;
+        }
+        match crate::barrier::inspect(Path::new(OsStr::from_bytes(dir))) {
+            Ok(s) => {
+                // SAFETY: checked non-NULL.
+                unsafe { set_out(out, c_state(&s)) };
+                cyrsync_status::Ok
+            }
+            Err(e) => report("cyrsync_barrier_inspect", &e),
+        }
+    })
+}
+
 /// Free a handle from `cyrsync_barrier_open`: releases this process's slot
 /// (if the process is still inside, that is logged and its depth dropped;
-/// a freeze still held through the handle is thawed). NULL is a no-op; the
-/// pointer from `cyrsync_barrier_global()` is refused (logged). Must not
-/// race with other calls on the same handle.
+/// a freeze still held through the handle is thawed, and its
+/// `cyrsync_barrier_frozen` must not be used afterwards). NULL is a no-op;
+/// the pointer from `cyrsync_barrier_global()` is refused (logged). Must
+/// not race with other calls on the same handle.
 #[no_mangle]
 pub extern "C" fn cyrsync_barrier_free(barrier: *mut cyrsync_barrier) {
     ffi_boundary!("cyrsync_barrier_free", {
@@ -370,7 +475,7 @@ pub extern "C" fn cyrsync_barrier_global_init(
         if let Some(existing) = GLOBAL.get() {
             return same_global(existing, &wanted);
         }
-        let barrier = match open_dir("cyrsync_barrier_global_init", dir, max_freeze_ms) {
+        let barrier = match open_dir("cyrsync_barrier_global_init", dir, max_freeze_ms, 0) {
             Ok(b) => b,
             Err(status) => return status,
         };

@@ -70,6 +70,14 @@ pub enum cyrsync_status {
     /// Barrier thaw: the freeze had been cleared or taken over by another
     /// process: the snapshot is NOT consistent.
     BarrierLost = 208,
+    /// Barrier open: the barrier file could not be allocated (its file
+    /// system is full or over quota); nothing was created.
+    BarrierNoSpace = 209,
+    /// Barrier thaw: the barrier file was removed or replaced while writers
+    /// had it open (they may have written through another file): the
+    /// snapshot is NOT consistent. Barrier calls of a process whose file was
+    /// replaced also return it where they cannot go on.
+    BarrierReplaced = 210,
 }
 
 impl cyrsync_status {
@@ -101,6 +109,8 @@ impl cyrsync_status {
             206 => BarrierNoSlot,
             207 => BarrierBadFile,
             208 => BarrierLost,
+            209 => BarrierNoSpace,
+            210 => BarrierReplaced,
             _ => return None,
         })
     }
@@ -133,6 +143,10 @@ impl cyrsync_status {
             BarrierNoSlot => c"no free barrier slot",
             BarrierBadFile => c"not a usable barrier file",
             BarrierLost => c"inconsistent freeze: the freeze was taken over",
+            BarrierNoSpace => c"cannot allocate the barrier file: file system full or over quota",
+            BarrierReplaced => {
+                c"inconsistent freeze: the barrier file was removed or replaced under its writers"
+            }
         }
     }
 }

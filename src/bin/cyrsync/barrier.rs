@@ -44,11 +44,21 @@ exit status:
      COMMAND ran, its result must not be trusted as a snapshot
   5  COMMAND could not be started (the freeze was released)";
 
-const BARRIER_USAGE: &str = "usage: cyrsync barrier status [-C imapd.conf | --lock-dir DIR]
+const BARRIER_USAGE: &str =
+    "usage: cyrsync barrier status [-C imapd.conf | --lock-dir DIR] [--json]
+       cyrsync barrier reset [-C imapd.conf | --lock-dir DIR] [--slots N]
 
-Show the global write barrier: whether it is frozen, by which pid, the time
-left before the freeze's deadline, and the live slots (processes that have it
-open) with their depth (> 0: inside).";
+status  Show the global write barrier: whether it is frozen, by which pid, the
+        time left before the freeze's deadline, and the live slots (processes
+        that have it open) with their depth (> 0: inside). Only reads: creates
+        nothing, works on a read-only file system and as any user who can read
+        the file. --json: one JSON object instead of the table.
+reset   Repair a barrier file Cyrus refuses (damaged, foreign, another version,
+        wrong size): replace it with a new one (N slots, default 16384). Refuses
+        while any process has the file open or mapped (stop Cyrus first). A
+        valid file is left alone; a missing one is created.
+
+exit status: 0 done, 1 failed (see the message), 2 usage error";
 
 /// Where the barrier lives.
 enum Location {
@@ -109,6 +119,8 @@ struct Options {
     max_freeze: Duration,
     sync: Vec<PathBuf>,
     command: Vec<OsString>,
+    json: bool,
+    slots: u32,
 }
 
 fn parse(args: Vec<OsString>, want_command: bool) -> Result<Options, String> {
@@ -116,6 +128,8 @@ fn parse(args: Vec<OsString>, want_command: bool) -> Result<Options, String> {
     let mut max_freeze = DEFAULT_MAX_FREEZE;
     let mut sync = Vec::new();
     let mut command = Vec::new();
+    let mut json = false;
+    let mut slots = 0;
     let mut it = args.into_iter().peekable();
     let value = |it: &mut std::iter::Peekable<std::vec::IntoIter<OsString>>, opt: &str| {
         it.next().ok_or_else(|| format!("{opt} needs a value"))
@@ -154,6 +168,15 @@ fn parse(args: Vec<OsString>, want_command: bool) -> Result<Options, String> {
                     sync.push(it.next().unwrap().into());
                 }
             }
+            Some("--json") if !want_command => json = true,
+            Some("--slots") if !want_command => {
+                let v = value(&mut it, "--slots")?;
+                slots = v
+                    .to_str()
+                    .and_then(|s| s.parse::<u32>().ok())
+                    .filter(|n| (1..=1 << 20).contains(n))
+                    .ok_or_else(|| format!("bad --slots {v:?} (1 to 1048576)"))?;
+            }
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
     }
@@ -165,6 +188,8 @@ fn parse(args: Vec<OsString>, want_command: bool) -> Result<Options, String> {
         max_freeze,
         sync,
         command,
+        json,
+        slots,
     })
 }
 
@@ -275,32 +300,72 @@ pub fn main(mut args: Vec<OsString>) -> ExitCode {
             ExitCode::SUCCESS
         };
     }
-    if args.remove(0) != "status" {
+    let sub = args.remove(0);
+    if sub != "status" && sub != "reset" {
         eprintln!("{BARRIER_USAGE}");
         return ExitCode::from(EXIT_USAGE);
     }
     let opts = match parse(args, false) {
+        Ok(o) if sub == "status" && o.slots != 0 => {
+            eprintln!("cyrsync barrier: --slots is for reset\n\n{BARRIER_USAGE}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Ok(o) if sub == "reset" && o.json => {
+            eprintln!("cyrsync barrier: --json is for status\n\n{BARRIER_USAGE}");
+            return ExitCode::from(EXIT_USAGE);
+        }
         Ok(o) => o,
         Err(e) => {
             eprintln!("cyrsync barrier: {e}\n\n{BARRIER_USAGE}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let barrier = match open(&opts.location, DEFAULT_MAX_FREEZE) {
-        Ok(b) => b,
+    let dir = match opts.location.lock_dir() {
+        Ok(d) => d,
         Err(e) => {
-            eprintln!("cyrsync barrier: cannot open the barrier: {e}");
+            eprintln!("cyrsync barrier: {e}");
             return ExitCode::from(1);
         }
     };
-    let st = match barrier.status() {
+    if sub == "reset" {
+        return match barrier::reset(&dir, opts.slots) {
+            Ok(barrier::ResetOutcome::Created) => {
+                println!("created {}", dir.join(barrier::FILE_NAME).display());
+                ExitCode::SUCCESS
+            }
+            Ok(barrier::ResetOutcome::AlreadyValid) => {
+                println!(
+                    "{} is a valid barrier file: left as it is",
+                    dir.join(barrier::FILE_NAME).display()
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(barrier::ResetOutcome::Replaced { why }) => {
+                println!(
+                    "replaced {} ({why})",
+                    dir.join(barrier::FILE_NAME).display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cyrsync barrier reset: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let st = match barrier::inspect(&dir) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("cyrsync barrier: {e}");
             return ExitCode::from(1);
         }
     };
-    println!("barrier: {}", barrier.path().display());
+    let path = dir.join(barrier::FILE_NAME);
+    if opts.json {
+        println!("{}", status_json(&path, &st));
+        return ExitCode::SUCCESS;
+    }
+    println!("barrier: {}", path.display());
     if st.frozen {
         println!(
             "state: frozen{} by pid {} ({}), for {} ms, deadline in {} ms",
@@ -317,19 +382,19 @@ pub fn main(mut args: Vec<OsString>) -> ExitCode {
     } else {
         println!("state: not frozen");
     }
-    let me = std::process::id();
-    let live = st.slots.iter().filter(|s| s.alive && s.pid != me).count();
-    let inside = st.slots.iter().filter(|s| s.depth > 0).count();
+    let slots = || st.slots.iter().filter(|s| !s.is_overflow());
+    let live = slots().filter(|s| s.alive).count();
+    let inside = slots().filter(|s| s.depth > 0).count();
     println!(
         "generation: {}  freezes: {}  breaches: {}",
         st.generation, st.freezes, st.breaches
     );
     println!(
-        "slots: {} in file, {live} live (not counting this command), {inside} inside",
-        st.slot_count
+        "slots: {} in file, {live} live, {inside} inside; without a slot: {} inside",
+        st.slot_count, st.overflow_inside
     );
     println!("{:>6} {:>8} {:>6} alive", "slot", "pid", "depth");
-    for s in st.slots.iter().filter(|s| s.pid != me) {
+    for s in slots() {
         println!(
             "{:>6} {:>8} {:>6} {}",
             s.index,
@@ -341,9 +406,65 @@ pub fn main(mut args: Vec<OsString>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// A JSON string (the path is the only free text).
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `cyrsync barrier status --json`: one object, hand-written (no serde in
+/// cyrsync).
+fn status_json(path: &Path, st: &barrier::Status) -> String {
+    let ms = |d: Option<Duration>| d.map_or("null".to_string(), |d| d.as_millis().to_string());
+    let slots: Vec<String> = st
+        .slots
+        .iter()
+        .filter(|s| !s.is_overflow())
+        .map(|s| {
+            format!(
+                "{{\"slot\":{},\"pid\":{},\"depth\":{},\"alive\":{}}}",
+                s.index, s.pid, s.depth, s.alive
+            )
+        })
+        .collect();
+    format!(
+        "{{\"path\":{},\"frozen\":{},\"expired\":{},\"generation\":{},\"freezer_pid\":{},\
+         \"freezer_alive\":{},\"frozen_for_ms\":{},\"remaining_ms\":{},\"freezes\":{},\
+         \"breaches\":{},\"slot_count\":{},\"overflow_inside\":{},\"slots\":[{}]}}",
+        json_str(&path.to_string_lossy()),
+        st.frozen,
+        st.expired,
+        st.generation,
+        st.freezer_pid,
+        st.freezer_alive,
+        ms(st.frozen_for),
+        ms(st.remaining),
+        st.freezes,
+        st.breaches,
+        st.slot_count,
+        st.overflow_inside,
+        slots.join(",")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_escapes() {
+        assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
 
     #[test]
     fn durations() {
@@ -397,5 +518,9 @@ mod tests {
         assert!(parse(a(&["--lock-dir", "/l"]), true).is_err());
         assert!(parse(a(&["-C", "/c", "--lock-dir", "/l", "--", "x"]), true).is_err());
         assert!(parse(a(&["--max-freeze", "soon", "--", "x"]), true).is_err());
+        assert!(parse(a(&["--json"]), false).unwrap().json);
+        assert_eq!(parse(a(&["--slots", "64"]), false).unwrap().slots, 64);
+        assert!(parse(a(&["--slots", "0"]), false).is_err());
+        assert!(parse(a(&["--json", "--", "x"]), true).is_err());
     }
 }

@@ -93,7 +93,7 @@ fn a_file_that_is_not_a_barrier_is_refused() {
 
 #[test]
 fn barrier_statuses_have_descriptions() {
-    for s in 200..=208u32 {
+    for s in 200..=210u32 {
         let text = unsafe { CStr::from_ptr(cyrsync_status_str(s)) }
             .to_str()
             .unwrap();
@@ -101,6 +101,8 @@ fn barrier_statuses_have_descriptions() {
     }
     assert_eq!(CYRSYNC_STATUS_BARRIER_EXPIRED, 200);
     assert_eq!(CYRSYNC_STATUS_BARRIER_LOST, 208);
+    assert_eq!(CYRSYNC_STATUS_BARRIER_NO_SPACE, 209);
+    assert_eq!(CYRSYNC_STATUS_BARRIER_REPLACED, 210);
 }
 
 #[test]

@@ -23,6 +23,11 @@ cyrus-patches/<version>/0003-global-barrier.patch (e.g.
               (CYRUS_HAVELOCK_GLOBAL=1) must not wait for it: exit 0, < MAX
      overrun  cyr_withlock_run -- sleep MAX+2: must exit 75, and the
               clients must not stall for much longer than MAX.
+     damaged  the barrier file's version overwritten under the live
+              daemons: cyr_withlock_run must exit 75 and leave it as it is
+     removed  the barrier file deleted under the live daemons: the next
+              cyr_withlock_run freezes a new file they do not use and
+              must exit 75
 4. Stops everything, then checks every copy with the copy's own config:
    `reconstruct -n -G` (reads every mailbox's cyrus.header/cyrus.index and
    spool dir, re-parses each message file against its index record, and
@@ -33,8 +38,8 @@ cyrus-patches/<version>/0003-global-barrier.patch (e.g.
    started; and tar's own "file changed as we read it" warnings.
 
 Prints a transcript; exits 0 when every frozen copy is clean, every freeze
-verdict is consistent, the overrun is reported (75) and the stall bound
-holds.  Control copies are reported, not judged (a race may miss).
+verdict is consistent, the overrun, damaged and removed cases are reported
+(75) and the stall bound holds.  Control copies are reported, not judged (a race may miss).
 
 Options:
   --dir DIR         instance dir (default /var/tmp/cb/snap)
@@ -232,6 +237,33 @@ orc=0
 ot1=$(now)
 say "overrun: cyr_withlock_run /bin/sleep $OVER: exit $orc: $(tr '\n' ' ' <"$DIR/overrun.out" | cut -c1-300)"
 [ "$orc" -eq 75 ] || fail "overrun: cyr_withlock_run exited $orc, want 75 (EX_TEMPFAIL)"
+
+# damaged: the barrier file damaged in place under live writers (its version
+# field overwritten: an admin's mistake, a bad restore). The daemons keep
+# their mapping and go on; a new process must refuse the file, never
+# re-initialise it, so a snapshot cannot be taken now: exit 75. The file is
+# left as it was; putting the version back makes it usable again.
+BF=$DIR/conf/lock/cyrsync-barrier
+version_field() { printf "$1" | dd of="$BF" bs=1 seek=8 count=4 conv=notrunc status=none; }
+before=$(od -An -tx1 -j8 -N4 "$BF" | tr -d ' ')
+version_field '\011\000\000\000'
+drc=0
+"$SBIN/cyr_withlock_run" -C "$DIR/imapd.conf" /bin/true >"$DIR/damaged.out" 2>&1 || drc=$?
+after=$(od -An -tx1 -j8 -N4 "$BF" | tr -d ' ')
+version_field '\001\000\000\000'
+say "damaged: cyr_withlock_run on a damaged barrier file: exit $drc: $(tr '\n' ' ' <"$DIR/damaged.out" | cut -c1-300)"
+[ "$drc" -eq 75 ] || fail "damaged: cyr_withlock_run exited $drc, want 75 (EX_TEMPFAIL)"
+[ "$after" = 09000000 ] || fail "damaged: the file was rewritten (version field $before -> $after)"
+sleep 0.5
+
+# removed: a cleaner deletes the barrier file under live writers; the next
+# freeze creates a new one, on which the daemons still writing through the
+# old one are not stopped: the freeze must be reported not consistent (75)
+rm -f "$BF"
+rrc=0
+"$SBIN/cyr_withlock_run" -C "$DIR/imapd.conf" /bin/true >"$DIR/removed.out" 2>&1 || rrc=$?
+say "removed: cyr_withlock_run after the barrier file was removed: exit $rrc: $(tr '\n' ' ' <"$DIR/removed.out" | cut -c1-300)"
+[ "$rrc" -eq 75 ] || fail "removed: cyr_withlock_run exited $rrc, want 75 (EX_TEMPFAIL)"
 
 touch "$DIR/stop"
 for p in "${APPENDERS[@]}"; do wait "$p" || fail "an appender failed"; done
