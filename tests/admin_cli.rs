@@ -688,10 +688,15 @@ fn metrics_parse_as_prometheus_text() {
     assert_eq!(value(&m, "cyrus_barrier_readable", &[]), Some(1.0));
     assert_eq!(value(&m, "cyrus_barrier_frozen", &[]), Some(0.0));
     assert_eq!(value(&m, "cyrus_barrier_live_slots", &[]), Some(1.0));
+    assert_eq!(value(&m, "cyrus_barrier_freezes_total", &[]), Some(0.0));
     let token = b.freeze(Duration::from_secs(10)).unwrap();
     let m = parse_metrics(&stdout(&cyrsync(&["metrics", "-C", s.conf()])));
     assert_eq!(value(&m, "cyrus_barrier_frozen", &[]), Some(1.0));
     assert!(b.thaw(token).unwrap().consistent());
+    let m = parse_metrics(&stdout(&cyrsync(&["metrics", "-C", s.conf()])));
+    assert_eq!(value(&m, "cyrus_barrier_frozen", &[]), Some(0.0));
+    assert_eq!(value(&m, "cyrus_barrier_freezes_total", &[]), Some(1.0));
+    assert_eq!(value(&m, "cyrus_barrier_breaches_total", &[]), Some(0.0));
 
     // Named channels, one with quotes and backslashes, and one unreadable.
     std::fs::create_dir(s.root.join("sync/bad")).unwrap();

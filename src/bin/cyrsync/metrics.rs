@@ -231,19 +231,14 @@ pub fn channel_metrics(m: &mut Exposition, name: Option<&[u8]>, r: Result<&Chann
     }
 }
 
-/// The barrier's samples: whether its file exists and could be read, frozen
-/// or not, live slots (processes that have it open, this one excluded).
+/// The barrier's samples: whether its file could be read, frozen or not,
+/// live slots (processes that have it open), freezes and breached freezes
+/// since the file was created.
 ///
-/// Kept to the barrier's public status API, in this one function.
+/// Kept to the barrier's public read-only API (`barrier::inspect`: no
+/// slot taken, nothing created), in this one function.
 pub fn barrier_metrics(m: &mut Exposition, lock_dir: &Path) {
-    let path = lock_dir.join("cyrsync-barrier");
-    let status = if path.exists() {
-        cyrsync::barrier::Barrier::open(lock_dir, cyrsync::barrier::DEFAULT_MAX_FREEZE)
-            .and_then(|b| b.status())
-            .ok()
-    } else {
-        None
-    };
+    let status = cyrsync::barrier::inspect(lock_dir).ok();
     m.sample(
         "cyrus_barrier_readable",
         "gauge",
@@ -252,7 +247,6 @@ pub fn barrier_metrics(m: &mut Exposition, lock_dir: &Path) {
         u64::from(status.is_some()),
     );
     let Some(st) = status else { return };
-    let me = std::process::id();
     m.sample(
         "cyrus_barrier_frozen",
         "gauge",
@@ -265,7 +259,24 @@ pub fn barrier_metrics(m: &mut Exposition, lock_dir: &Path) {
         "gauge",
         "Processes that have the global barrier open.",
         "",
-        st.slots.iter().filter(|s| s.alive && s.pid != me).count() as u64,
+        st.slots
+            .iter()
+            .filter(|s| !s.is_overflow() && s.alive)
+            .count() as u64,
+    );
+    m.sample(
+        "cyrus_barrier_freezes_total",
+        "counter",
+        "Freezes of the global barrier (cyrsync withlock, cyr_withlock_run).",
+        "",
+        st.freezes,
+    );
+    m.sample(
+        "cyrus_barrier_breaches_total",
+        "counter",
+        "Freezes that did not hold: a writer went in past the bound (the snapshot was reported inconsistent).",
+        "",
+        st.breaches,
     );
 }
 
