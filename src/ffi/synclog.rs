@@ -143,7 +143,8 @@ fn report(context: &str, e: &Error) -> cyrsync_status {
     match e {
         // not a failure of the caller's: the next run reads it again
         Error::Kept { .. } => log::warn!("{context}: {e}"),
-        Error::Busy { .. } => log::error!("SYNCERROR: {context}: {e}"),
+        // the reader says it once per wait
+        Error::Busy { .. } => log::debug!("{context}: {e}"),
         _ => log::error!("IOERROR: {context}: {e}"),
     }
     status_of_error(e)

@@ -13,9 +13,17 @@
 //!   deferred <first-epoch> <last-epoch> <count> <record>
 //!   failed <consecutive-runs> <record>
 //!   quarantined <epoch> <record>
+//!   runs <runs> <bailed> <done> <deferred> <promoted> <retried> <quarantined>
+//!   last-run <epoch> <bailed> <error> <done> <deferred> <promoted> <retried> <quarantined>
 //!   ```
 //!
 //!   where `<record>` is a sync log line (`USER foo`, `SEEN foo user.foo`).
+//!   `runs` holds counters summed over every run since the file was
+//!   created (what `cyrsync metrics` exports as counters); `last-run` the
+//!   latest run's, whether it bailed out (1) or completed (0), and the
+//!   Cyrus error code it stopped on (0 if none). A
+//!   reader that does not know a line skips it, so older versions read the
+//!   file.
 //! * `log-quarantine`: items set aside because run after run bailed out on
 //!   them, in sync log format (one record a line, nothing else), so an admin
 //!   can replay them with `sync_client -f <file>` once the cause is fixed.
@@ -26,7 +34,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::exec::{ChannelSink, RunReport};
+use super::exec::{ChannelSink, Counters, RunReport};
 use super::record::Record;
 
 /// The directory of a channel's log files: `<config_dir>/sync[/<channel>]`.
@@ -64,6 +72,56 @@ pub struct ChannelState {
     pub failed: HashMap<Vec<u8>, u32>,
     /// (epoch, record line), oldest first.
     pub quarantined: Vec<(u64, Vec<u8>)>,
+    /// Counters summed over every run this file has seen.
+    pub totals: RunTotals,
+    /// The latest run, if any.
+    pub last_run: Option<LastRun>,
+}
+
+/// Counters summed over runs (`runs` line of `log-state`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunTotals {
+    pub runs: u64,
+    /// Runs that stopped early (the log was kept).
+    pub bailed: u64,
+    pub counters: Counters,
+}
+
+/// The latest run (`last-run` line of `log-state`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LastRun {
+    /// When it ended (seconds since the epoch).
+    pub time: u64,
+    /// It stopped early: the log was kept for the next run.
+    pub bailed: bool,
+    /// The Cyrus error code it stopped on (0 when it completed, or for a
+    /// local I/O error).
+    pub error: i32,
+    pub counters: Counters,
+}
+
+fn counters_text(c: &Counters) -> String {
+    format!(
+        "{} {} {} {} {}",
+        c.done, c.deferred, c.promoted, c.retried, c.quarantined
+    )
+}
+
+// `..Counters::default()`: counters added to the executor later read as 0
+// from an older file.
+#[allow(clippy::needless_update)]
+fn parse_counters(fields: &[&[u8]]) -> Option<Counters> {
+    let [done, deferred, promoted, retried, quarantined] = fields else {
+        return None;
+    };
+    Some(Counters {
+        done: number(done)?,
+        deferred: number(deferred)?,
+        promoted: number(promoted)?,
+        retried: number(retried)?,
+        quarantined: number(quarantined)?,
+        ..Counters::default()
+    })
 }
 
 fn split_field(line: &[u8]) -> Option<(&[u8], &[u8])> {
@@ -126,6 +184,33 @@ impl ChannelState {
                     Record::parse_line(record)?;
                     self.quarantined.push((number(when)?, record.to_vec()));
                 }
+                b"runs" => {
+                    let f: Vec<&[u8]> = rest.split(|&b| b == b' ').collect();
+                    let [runs, bailed, counters @ ..] = f.as_slice() else {
+                        return None;
+                    };
+                    self.totals = RunTotals {
+                        runs: number(runs)?,
+                        bailed: number(bailed)?,
+                        counters: parse_counters(counters)?,
+                    };
+                }
+                b"last-run" => {
+                    let f: Vec<&[u8]> = rest.split(|&b| b == b' ').collect();
+                    let [time, bailed, error, counters @ ..] = f.as_slice() else {
+                        return None;
+                    };
+                    self.last_run = Some(LastRun {
+                        time: number(time)?,
+                        bailed: match *bailed {
+                            b"0" => false,
+                            b"1" => true,
+                            _ => return None,
+                        },
+                        error: std::str::from_utf8(error).ok()?.parse().ok()?,
+                        counters: parse_counters(counters)?,
+                    });
+                }
                 _ => return None,
             }
             Some(())
@@ -156,6 +241,30 @@ impl ChannelState {
             out.extend_from_slice(format!("quarantined {when} ").as_bytes());
             out.extend_from_slice(line);
             out.push(b'\n');
+        }
+        if self.totals.runs > 0 {
+            let t = &self.totals;
+            out.extend_from_slice(
+                format!(
+                    "runs {} {} {}\n",
+                    t.runs,
+                    t.bailed,
+                    counters_text(&t.counters)
+                )
+                .as_bytes(),
+            );
+        }
+        if let Some(r) = &self.last_run {
+            out.extend_from_slice(
+                format!(
+                    "last-run {} {} {} {}\n",
+                    r.time,
+                    u8::from(r.bailed),
+                    r.error,
+                    counters_text(&r.counters)
+                )
+                .as_bytes(),
+            );
         }
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
@@ -215,6 +324,28 @@ impl ChannelState {
         // the quarantine file keeps every item; the state only the latest
         let excess = self.quarantined.len().saturating_sub(MAX_QUARANTINED_KEPT);
         self.quarantined.drain(..excess);
+        let error = report.bailed.map_or(0, |r| r.code());
+        self.count_run(&report.counters, report.bailed.is_some(), error, now);
+    }
+
+    /// Add a run's counters to the totals and make it the last run:
+    /// whether it `bailed` out, and the Cyrus error code it stopped on.
+    pub fn count_run(&mut self, counters: &Counters, bailed: bool, error: i32, now: u64) {
+        let t = &mut self.totals;
+        t.runs += 1;
+        t.bailed += u64::from(bailed);
+        let (a, b) = (&mut t.counters, counters);
+        a.done += b.done;
+        a.deferred += b.deferred;
+        a.promoted += b.promoted;
+        a.retried += b.retried;
+        a.quarantined += b.quarantined;
+        self.last_run = Some(LastRun {
+            time: now,
+            bailed,
+            error,
+            counters: *counters,
+        });
     }
 }
 
@@ -304,6 +435,12 @@ mod tests {
         st.update(&bailed, 200);
         st.update(&bailed, 210);
         assert_eq!(st.failed.get(&seen.to_line()), Some(&2));
+        assert_eq!((st.totals.runs, st.totals.bailed), (4, 2));
+        assert_eq!(st.totals.counters, Counters::default());
+        assert_eq!(
+            st.last_run.map(|r| (r.time, r.bailed, r.error)),
+            Some((210, true, 1))
+        );
         // the deferral survives bailed runs
         assert!(st.deferred.contains_key(&user.to_line()));
         st.save(&path).unwrap();

@@ -128,6 +128,8 @@ pub struct Reader {
     set_aside: usize,
     /// Something set aside could not be saved: `end` keeps `log-run`.
     unsaved: bool,
+    /// The channel was found busy and that was logged.
+    busy_said: bool,
 }
 
 /// What one step of the parse produced (no borrows, so callers can loop).
@@ -150,6 +152,7 @@ impl Reader {
             arg2: Vec::new(),
             set_aside: 0,
             unsaved: false,
+            busy_said: false,
         }
     }
 
@@ -232,10 +235,22 @@ impl Reader {
                     .expect("file readers have a work file");
                 if let Source::Channel { log } = &self.source {
                     if self.channel_lock.is_none() {
-                        match lock_channel(log)? {
-                            Some(dir) => self.channel_lock = Some(dir),
+                        match lock_channel(log) {
+                            Ok(Some(dir)) => {
+                                self.channel_lock = Some(dir);
+                                self.busy_said = false;
+                            }
                             // No directory: neither a log nor a log-run.
-                            None => return Ok(Begun::NoLog),
+                            Ok(None) => return Ok(Begun::NoLog),
+                            Err(e @ Error::Busy { .. }) => {
+                                // said once per wait, not at every poll of
+                                // a rolling sync_client (10 a second)
+                                if !std::mem::replace(&mut self.busy_said, true) {
+                                    log::error!("SYNCERROR: sync log reader: {e}");
+                                }
+                                return Err(e);
+                            }
+                            Err(e) => return Err(e),
                         }
                     }
                 }

@@ -14,6 +14,10 @@
  *                                          (nonsync: also {N} literals)
  *   difftest -C imapd.conf read MODE ARG  read a log, print every item
  *       MODE: file PATH | content PATH | fd PATH | channel NAME ("" = default)
+ *   difftest -C imapd.conf rolling NAME   squatter's rolling loop on channel
+ *                                          NAME: begin, items, no end; a new
+ *                                          record is logged; begin again
+ *                                          (which ends the first run), items
  *
  * Items are printed one per line with every byte outside printable ASCII,
  * and the backslash, as \xHH, NULL as (null), so the outputs can be diffed.
@@ -322,6 +326,51 @@ static void read_all(sync_log_reader_t *slr)
     printf("end %s\n", rc_name(r));
 }
 
+static void print_items(sync_log_reader_t *slr)
+{
+    const char *args[3];
+    int r;
+
+    while ((r = sync_log_reader_getitem(slr, args)) == 0) {
+        printf("item ");
+        put_escaped(stdout, args[0]);
+        putchar(' ');
+        put_escaped(stdout, args[1]);
+        putchar(' ');
+        put_escaped(stdout, args[2]);
+        putchar('\n');
+    }
+    printf("getitem %s\n", rc_name(r));
+}
+
+/* squatter -R never calls end(): its next begin() must end the run it
+ * read (unlink log-run) and take the new log, or the same items come back
+ * forever and new records are never read */
+static int do_rolling(const char *channel)
+{
+    sync_log_reader_t *slr = sync_log_reader_create_with_channel(channel);
+    char path[4096];
+    FILE *f;
+    int r;
+
+    r = sync_log_reader_begin(slr);
+    printf("begin %s\n", rc_name(r));
+    if (!r) print_items(slr);
+    snprintf(path, sizeof(path), "%s/sync/%s/log", config_dir, channel);
+    f = fopen(path, "a");
+    if (!f || fputs("USER after.first.run\n", f) < 0 || fclose(f)) {
+        perror(path);
+        return 1;
+    }
+    r = sync_log_reader_begin(slr);
+    printf("begin again %s\n", rc_name(r));
+    if (!r) print_items(slr);
+    r = sync_log_reader_end(slr);
+    printf("end %s\n", rc_name(r));
+    sync_log_reader_free(slr);
+    return 0;
+}
+
 static int do_read(const char *mode, const char *arg)
 {
     sync_log_reader_t *slr = NULL;
@@ -397,6 +446,9 @@ int main(int argc, char **argv)
     }
     else if (!strcmp(argv[0], "read") && argc == 3) {
         do_read(argv[1], argv[2]);
+    }
+    else if (!strcmp(argv[0], "rolling") && argc == 2) {
+        do_rolling(argv[1]);
     }
     else {
         fprintf(stderr, "bad arguments\n");

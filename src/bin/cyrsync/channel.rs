@@ -11,13 +11,20 @@ use cyrsync::syncclient::state::{channel_dir, ChannelState, QUARANTINE_FILE, STA
 use cyrsync::synclog::{Begun, Reader};
 
 const USAGE: &str = "usage:
-  cyrsync channel show [-C IMAPD_CONF | --config-dir DIR] [CHANNEL]
+  cyrsync channel show [--json] [-C IMAPD_CONF | --config-dir DIR] [CHANNEL]
       pending log (size, items), log-run left by a failed run, deferred
       items with their ages and counts, failing items, quarantine
-  cyrsync channel plan FILE
+  cyrsync channel show [--json] --all [-C IMAPD_CONF]
+      the same for every channel of sync_log_channels
+  cyrsync channel plan [--json] FILE
       dry run: parse a sync log file and print the plan sync_client would
       run (what, in which order, after redundancy removal); mailbox owners
       follow Cyrus's default namespace (user.NAME, DOMAIN!user.NAME)
+  cyrsync channel check [-C IMAPD_CONF | --config-dir DIR] [THRESHOLDS] [CHANNEL...]
+      monitoring plugin (Nagios/Icinga): see `cyrsync channel check --help`
+
+--json prints one JSON document (schema: cyrsync-json.md and
+cyrsync-json.schema.json in cyrsync's documentation, share/doc/cyrsync).
 
 CHANNEL is a sync_log_channels name; without it, the default channel.
 The config directory is imapd.conf's configdirectory (default -C
@@ -28,6 +35,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     match args.next().as_ref().and_then(|a| a.to_str()) {
         Some("show") => show(args.collect()),
         Some("plan") => plan(args.collect()),
+        Some("check") => crate::check::main(args.collect()),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -75,11 +83,14 @@ fn show(args: Vec<OsString>) -> ExitCode {
     let mut conf: Option<PathBuf> = None;
     let mut config_dir: Option<PathBuf> = None;
     let mut channel: Option<OsString> = None;
+    let (mut json, mut all) = (false, false);
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match a.to_str() {
             Some("-C") => conf = it.next().map(PathBuf::from),
             Some("--config-dir") => config_dir = it.next().map(PathBuf::from),
+            Some("--json") => json = true,
+            Some("--all") => all = true,
             Some("-h" | "--help") => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -94,6 +105,10 @@ fn show(args: Vec<OsString>) -> ExitCode {
                 return ExitCode::from(2);
             }
         }
+    }
+    if json || all {
+        let source = crate::conf::Source { conf, config_dir };
+        return show_many(&source, channel, all, json);
     }
     let config_dir = match config_dir {
         Some(d) => d,
@@ -240,7 +255,11 @@ fn count_items(path: &Path) -> Result<Option<(u64, u64)>, String> {
     Ok(Some((meta.len(), n)))
 }
 
-fn plan(args: Vec<OsString>) -> ExitCode {
+fn plan(mut args: Vec<OsString>) -> ExitCode {
+    let json = args.first().is_some_and(|a| a == "--json");
+    if json {
+        args.remove(0);
+    }
     let [file] = args.as_slice() else {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
@@ -257,13 +276,84 @@ fn plan(args: Vec<OsString>) -> ExitCode {
     }
     let _ = reader.end();
     plan.optimise();
-    print!("{}", render(&plan));
+    if json {
+        let redundant = redundant(&plan);
+        print!(
+            "{}",
+            crate::report::plan_json(Path::new(file), &plan, redundant, crate::now())
+        );
+    } else {
+        print!("{}", render(&plan));
+    }
     ExitCode::SUCCESS
 }
 
-/// The dry-run text: a summary, then one numbered step a line.
-fn render(plan: &Plan) -> String {
-    let steps = plan.steps();
+/// `show --json` (one document) and `show --all`: the channel given
+/// (default: the default channel), or with `all` every channel of
+/// sync_log_channels.
+fn show_many(
+    source: &crate::conf::Source,
+    channel: Option<OsString>,
+    all: bool,
+    json: bool,
+) -> ExitCode {
+    let conf = match source.conf() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cyrsync channel show: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let config_dir = match source.config_dir(conf.as_ref()) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("cyrsync channel show: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let names = match (all, channel) {
+        (true, Some(_)) => {
+            eprintln!("cyrsync channel show: --all and a CHANNEL\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+        (true, None) => conf.as_ref().map_or_else(|| vec![None], |c| c.channels()),
+        (false, c) => vec![c.map(|c| c.as_bytes().to_vec())],
+    };
+    let now = crate::now();
+    if !json {
+        for n in &names {
+            if let Some(n) = n {
+                if let Err(e) = cyrsync::synclog::check_channel(n) {
+                    eprintln!("cyrsync channel show: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+            match render_show(&config_dir, n.as_deref(), now) {
+                Ok(text) => print!("{text}"),
+                Err(e) => {
+                    eprintln!("cyrsync channel show: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    let mut reports = Vec::new();
+    for n in names {
+        match crate::report::ChannelReport::gather(&config_dir, n.as_deref(), now) {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                eprintln!("cyrsync channel show: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    print!("{}", crate::report::show_json(&config_dir, &reports, now));
+    ExitCode::SUCCESS
+}
+
+/// Actions the planner removed as redundant.
+fn redundant(plan: &Plan) -> usize {
     let lists = [
         &plan.users,
         &plan.unusers,
@@ -274,10 +364,16 @@ fn render(plan: &Plan) -> String {
         &plan.seens,
         &plan.subs,
     ];
-    let redundant: usize = lists
+    lists
         .iter()
         .map(|l| l.iter().filter(|a| !a.active).count())
-        .sum();
+        .sum()
+}
+
+/// The dry-run text: a summary, then one numbered step a line.
+fn render(plan: &Plan) -> String {
+    let steps = plan.steps();
+    let redundant = redundant(plan);
     let mut out = format!(
         "{} items, {} skipped, {} removed as redundant, {} steps:\n",
         plan.items,

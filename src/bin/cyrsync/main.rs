@@ -4,6 +4,7 @@
 //! cyrsync channel ...     inspect a sync log channel, dry-run a log's plan
 //! cyrsync withlock ...    freeze the server, run a snapshot command, thaw
 //! cyrsync barrier ...     show the global barrier's state
+//! cyrsync metrics ...     channel and barrier figures for Prometheus
 //! ```
 
 use std::ffi::OsString;
@@ -11,6 +12,11 @@ use std::process::ExitCode;
 
 mod barrier;
 mod channel;
+mod check;
+mod conf;
+mod json;
+mod metrics;
+mod report;
 
 const USAGE: &str = "usage: cyrsync <command> [args]
 
@@ -18,6 +24,7 @@ commands:
   channel    inspect a sync log channel; dry-run the plan of a log file
   withlock   freeze writers, run a command on a consistent disk, thaw
   barrier    show the global barrier's state
+  metrics    channel and barrier figures in the Prometheus text format
 
 Run `cyrsync <command> --help` for a command's options.";
 
@@ -32,6 +39,7 @@ fn main() -> ExitCode {
         Some("channel") => channel::main(args),
         Some("withlock") => barrier::withlock_main(args),
         Some("barrier") => barrier::main(args),
+        Some("metrics") => metrics::main(args),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -41,4 +49,11 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Seconds since the epoch.
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -135,6 +135,39 @@ sub show_channel
     }
 }
 
+# The monitoring at this moment: `cyrsync channel check` with these extra
+# arguments must exit $want (0 OK, 1 WARNING, 2 CRITICAL); returns
+# `cyrsync metrics` as { "name" => value } for this channel's samples.
+sub monitor
+{
+    my ($self, $want, @args) = @_;
+    my $conf = $self->confdir();
+    my $cli = $ENV{CYRSYNC_CLI};
+    my @ch = $CHANNEL eq '' ? () : ($CHANNEL);
+    my $line = `$cli channel check --config-dir $conf @args @ch 2>&1`;
+    my $code = $? >> 8;
+    chomp $line;
+    $self->say_t("\$ cyrsync channel check --config-dir CONF " . join(' ', @args, @ch),
+                 "  $line", "  exit code $code");
+    $self->assert_num_equals($want, $code);
+    my $label = $CHANNEL eq '' ? '(default)' : $CHANNEL;
+    my %m;
+    foreach my $l (split(/\n/, `$cli metrics --config-dir $conf @ch`)) {
+        next if $l =~ /^#/;
+        my ($name, $labels, $v) = $l =~ /^(\w+)\{([^}]*)\} (\S+)$/ or next;
+        next if $labels ne "channel=\"$label\"";
+        $m{$name} = $v;
+    }
+    $self->say_t("\$ cyrsync metrics --config-dir CONF @ch  (excerpt)",
+                 map { "  $_ $m{$_}" } grep { defined $m{$_} }
+                 qw(cyrus_sync_deferred_items cyrus_sync_oldest_deferred_age_seconds
+                    cyrus_sync_quarantined_items cyrus_sync_runs_total
+                    cyrus_sync_bailouts_total cyrus_sync_deferrals_total
+                    cyrus_sync_quarantines_total));
+    $self->assert_num_equals(1, $m{cyrus_sync_channel_readable});
+    return \%m;
+}
+
 # sync_client -R -1: one rolling-mode pass over the channel's log
 sub rolling_pass
 {
@@ -224,6 +257,17 @@ sub test_deferral
     close($holder);
     $self->say_t("", "== lock released");
 
+    # (checked once the lock holder is gone, so that a failed assertion
+    # cannot leave the test waiting for it) the deferral is 2 s old: over
+    # a 1 s threshold, the check goes WARNING or CRITICAL; the metrics
+    # count it
+    $self->monitor(1, '--warn-age', '1', '--crit-age', 'none');
+    my $m = $self->monitor(2, '--crit-age', '1');
+    $self->assert($m->{cyrus_sync_deferred_items} >= 1);
+    $self->assert($m->{cyrus_sync_oldest_deferred_age_seconds} >= 1);
+    $self->assert($m->{cyrus_sync_deferrals_total} >= 2);
+    $self->assert($m->{cyrus_sync_runs_total} >= 3);
+
     $self->say_t("", "== pass 4: nothing locked");
     $self->rolling_pass('pass4');
     # under policy D a run whose last action was deferred leaves log-run
@@ -236,6 +280,10 @@ sub test_deferral
     @differ = $self->show_counts();
     $self->show_channel();
     $self->assert_deep_equals([], \@differ);
+    # synced: nothing deferred any more, the check is back to OK (default
+    # thresholds: a record a daemon has just logged is not an alarm)
+    $m = $self->monitor(0);
+    $self->assert_num_equals(0, $m->{cyrus_sync_deferred_items});
     $self->say_t("", "RESULT: PASS");
 }
 
@@ -280,6 +328,14 @@ sub test_quarantine
     kill('TERM', $pid);
     close($holder);
     $self->say_t("", "== lock released");
+
+    # quarantined items: WARNING by default, CRITICAL over a threshold; the
+    # runs bailed out N-1 times, the Nth quarantined instead
+    my $m = $self->monitor(1, '--warn-age', 'none', '--crit-age', 'none');
+    $self->assert($m->{cyrus_sync_quarantined_items} >= 1);
+    $self->assert($m->{cyrus_sync_quarantines_total} >= 1);
+    $self->assert($m->{cyrus_sync_bailouts_total} >= $n - 1);
+    $self->monitor(2, '--warn-age', 'none', '--crit-age', 'none', '--crit-quarantined', '0');
     my $pass = $n + 3;
     $self->say_t("", "== pass $pass: nothing locked (alice's items are in quarantine)");
     $self->rolling_pass("pass$pass");
@@ -295,6 +351,11 @@ sub test_quarantine
     }, @cmd);
     $self->say_t("  exit code " . ($code // 'undef'));
     $self->assert_deep_equals([], [$self->show_counts()]);
+    $self->say_t("", "== replayed: the admin removes the quarantine file");
+    unlink("$conf/sync/$CHANNEL/log-quarantine")
+        or die "unlink log-quarantine: $!";
+    $m = $self->monitor(0, '--warn-age', 'none', '--crit-age', 'none');
+    $self->assert_num_equals(0, $m->{cyrus_sync_quarantined_items});
     $self->say_t("", "RESULT: PASS");
 }
 
