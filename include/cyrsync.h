@@ -550,11 +550,13 @@ typedef struct cyrsync_syncclient_results {
    */
   bool io_error;
   /**
-   * What Cyrus's `sync_do_reader` returns for this run: the host's error
-   * code of its last `r` (0 = OK). Note Cyrus's quirk, kept under policy
-   * D: when the last action of a run was deferred this is the LOCKED
-   * code although nothing bailed (Cyrus then keeps and reprocesses the
-   * log). Policies B, C and A count a deferred item as OK.
+   * What `sync_do_reader` returns for this run: 0 when the run
+   * completed (every item synced, deferred, promoted or quarantined),
+   * otherwise the host's error code the run bailed out on (0 with an
+   * I/O error: see `io_error`). Deliberately not Cyrus's quirk of
+   * returning the last call's result: a run whose last action was
+   * deferred returned IMAP_MAILBOX_LOCKED, and rolling mode then
+   * reprocessed the same log at once, hundreds of times a second.
    */
   int cyrus_error;
   /**

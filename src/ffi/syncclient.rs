@@ -10,8 +10,9 @@
 //!    `cyrsync_syncclient_plan_add` per `sync_log_reader_getitem` item,
 //!    `cyrsync_syncclient_execute` with a `cyrsync_syncclient_callbacks`
 //!    table whose functions wrap `sync_do_mailboxes`, `sync_do_quota`, ...,
-//!    `cyrsync_syncclient_plan_free`, and return `results.cyrus_error` (or
-//!    an I/O error when `results.io_error` is set).
+//!    `cyrsync_syncclient_plan_free`, and return `results.cyrus_error` (0
+//!    unless the run bailed out; an I/O error when `results.io_error` is
+//!    set).
 //!
 //! `cyrsync_syncclient_run_channel` does the whole cycle for a channel
 //! (read its log with cyrsync's reader, plan, execute, end the reader) for
@@ -94,7 +95,7 @@
 //!     else if (res.io_error)
 //!         r = IMAP_IOERROR;
 //!     else
-//!         r = res.cyrus_error;  /* what C returned, quirks included */
+//!         r = res.cyrus_error;  /* 0 unless the run bailed out */
 //!     cyrsync_syncclient_plan_free(plan);
 //!     return r;
 //! }
@@ -112,8 +113,8 @@ use super::{
 use crate::syncclient::run::{run_plan, ChannelRun};
 use crate::syncclient::state::{channel_dir, DeferLog};
 use crate::syncclient::{
-    Clock, CohortOrder, Config, Kind, LockPolicy, Plan, Record, Reply, RunReport, SystemClock,
-    Target,
+    Clock, CohortOrder, Config, Kind, LockPolicy, Outcome, Plan, Record, Reply, RunReport,
+    SystemClock, Target,
 };
 use crate::synclog::{self, Begun, Reader, RecordKind, Writer};
 
@@ -285,11 +286,13 @@ pub struct cyrsync_syncclient_results {
     /// A deferral or quarantine write failed (see the log): the run bailed,
     /// keep the log.
     pub io_error: bool,
-    /// What Cyrus's `sync_do_reader` returns for this run: the host's error
-    /// code of its last `r` (0 = OK). Note Cyrus's quirk, kept under policy
-    /// D: when the last action of a run was deferred this is the LOCKED
-    /// code although nothing bailed (Cyrus then keeps and reprocesses the
-    /// log). Policies B, C and A count a deferred item as OK.
+    /// What `sync_do_reader` returns for this run: 0 when the run
+    /// completed (every item synced, deferred, promoted or quarantined),
+    /// otherwise the host's error code the run bailed out on (0 with an
+    /// I/O error: see `io_error`). Deliberately not Cyrus's quirk of
+    /// returning the last call's result: a run whose last action was
+    /// deferred returned IMAP_MAILBOX_LOCKED, and rolling mode then
+    /// reprocessed the same log at once, hundreds of times a second.
     pub cyrus_error: c_int,
     /// `cyrus_error` as a `CYRSYNC_REPLY_*`.
     pub reply: u32,
@@ -765,7 +768,7 @@ pub extern "C" fn cyrsync_syncclient_run_channel(
             Ok(r) => r,
             Err(s) => return s,
         };
-        if report.bailed.is_none() {
+        if !report.bailed() {
             if let Err(e) = reader.end() {
                 return synclog_error("sync_log_reader_end", &e);
             }
@@ -775,7 +778,7 @@ pub extern "C" fn cyrsync_syncclient_run_channel(
                 reader
                     .work_file()
                     .map_or_else(String::new, |p| p.display().to_string()),
-                host.describe(report.c_code())
+                host.describe(report.outcome.reply().code())
             );
         }
         unsafe { set_out(results, results_of(&plan, &report)) };
@@ -938,7 +941,7 @@ impl DeferLog for WriterLog<'_> {
 
 fn results_of(plan: &Plan, report: &RunReport) -> cyrsync_syncclient_results {
     let c = report.counters;
-    let r = report.c_result.unwrap_or(Reply::Ok);
+    let r = report.outcome.reply();
     cyrsync_syncclient_results {
         items: plan.items,
         skipped: plan.skipped.len() as u64,
@@ -947,8 +950,8 @@ fn results_of(plan: &Plan, report: &RunReport) -> cyrsync_syncclient_results {
         promoted: c.promoted,
         retried: c.retried,
         quarantined: c.quarantined,
-        bailed: report.bailed.is_some(),
-        io_error: report.io_error,
+        bailed: report.bailed(),
+        io_error: report.outcome == Outcome::IoError,
         cyrus_error: r.code(),
         reply: match r {
             Reply::Ok => CYRSYNC_REPLY_OK,

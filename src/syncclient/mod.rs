@@ -23,8 +23,8 @@ pub mod run;
 pub mod state;
 
 pub use exec::{
-    execute, ChannelSink, Clock, Config, Counters, LockPolicy, Reply, RunReport, SystemClock,
-    Target,
+    execute, ChannelSink, Clock, Config, Counters, LockPolicy, Outcome, Reply, RunReport,
+    SystemClock, Target,
 };
 pub use list::{Action, ActionList};
 pub use plan::{plan_items, CohortOrder, Kind, Plan, Step};

@@ -92,7 +92,7 @@ pub fn run_plan(
         c.promoted,
         c.retried,
         c.quarantined,
-        report.bailed.map_or(0, |r| r.code()),
+        report.outcome.reply().code(),
     );
     report
 }

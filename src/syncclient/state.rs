@@ -178,7 +178,7 @@ impl ChannelState {
     /// Failures count consecutive bailed runs per item and are cleared by
     /// a run that completes.
     pub fn update(&mut self, report: &RunReport, now: u64) {
-        let old = if report.bailed.is_some() {
+        let old = if report.bailed() {
             self.deferred.clone()
         } else {
             std::mem::take(&mut self.deferred)
@@ -194,9 +194,9 @@ impl ChannelState {
             entry.last = now;
             entry.count += 1;
         }
-        if report.bailed.is_some() && report.failed.is_empty() {
+        if report.bailed() && report.failed.is_empty() {
             // a bail that blames no item (connection lost): counts unchanged
-        } else if report.bailed.is_some() {
+        } else if report.bailed() {
             let old = std::mem::take(&mut self.failed);
             for rec in &report.failed {
                 let line = rec.to_line();
@@ -297,7 +297,7 @@ mod tests {
         );
         assert!(!st.deferred.contains_key(&seen.to_line()));
         let bailed = RunReport {
-            bailed: Some(super::super::Reply::Error(1)),
+            outcome: super::super::exec::Outcome::Bailed(super::super::Reply::Error(1)),
             failed: vec![seen.clone()],
             ..Default::default()
         };
