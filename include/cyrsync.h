@@ -172,19 +172,19 @@
  * How many quarantine times `log-state` remembers (the quarantine file
  * itself keeps every item).
  */
-#define MAX_QUARANTINED_KEPT 1000
+#define CYRSYNC_MAX_QUARANTINED_KEPT 1000
 
 /**
  * Cyrus's `MAX_MAILBOX_BUFFER`: a quoted name (with its opening quote and
  * escapes) may not be longer than this.
  */
-#define MAX_MAILBOX_BUFFER 1024
+#define CYRSYNC_MAX_MAILBOX_BUFFER 1024
 
 /**
  * Cyrus's `SYNC_LOG_RETRIES`: how often a writer re-opens a log that was
  * renamed between its open and its lock.
  */
-#define LOCK_RETRIES 64
+#define CYRSYNC_LOCK_RETRIES 64
 
 /**
  * Result of a cyrsync call.
@@ -247,6 +247,22 @@ enum cyrsync_status
    * The call is not valid in the object's current state.
    */
   CYRSYNC_STATUS_BAD_STATE = 11,
+  /**
+   * Reader next: a line that does not parse was set aside (logged, and
+   * for a channel saved to `log-bad` beside the log); no item. Call next
+   * again: the items after it follow.
+   */
+  CYRSYNC_STATUS_SET_ASIDE = 12,
+  /**
+   * Reader begin: another reader is working on this channel (one reader
+   * per channel); nothing was touched.
+   */
+  CYRSYNC_STATUS_BUSY = 13,
+  /**
+   * Reader end: the work file was kept for the next run (it was not read
+   * to the end, or a line set aside could not be saved); see the log.
+   */
+  CYRSYNC_STATUS_KEPT = 14,
   /**
    * Barrier thaw: the freeze outlived its bound (writers were free to go
    * in): the snapshot is NOT consistent.

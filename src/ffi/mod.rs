@@ -229,6 +229,60 @@ mod tests {
         }
     }
 
+    /// Every name the header gives C carries cyrsync's prefix: a host
+    /// includes it beside its own headers (Cyrus has a MAX_MAILBOX_BUFFER
+    /// of its own).
+    #[test]
+    fn every_exported_name_is_prefixed() {
+        fn ident(s: &str) -> &str {
+            let s = s.trim_start_matches(['*', ' ']);
+            let end = s
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(s.len());
+            &s[..end]
+        }
+        let header = include_str!("../../include/cyrsync.h");
+        let mut names = Vec::new();
+        for line in header.lines() {
+            let t = line.trim();
+            if t.is_empty() || t.starts_with("/*") || t.starts_with('*') || t.starts_with("//") {
+                continue;
+            }
+            if let Some(rest) = t.strip_prefix("#define ") {
+                names.push(ident(rest));
+            } else if t.starts_with('#') || t.starts_with("extern \"C\"") {
+            } else if let Some(rest) = t.strip_prefix('}') {
+                names.push(ident(rest.trim_start()));
+            } else if !line.starts_with(' ') {
+                // a declaration: the name before its '(' (or inside "(*name)")
+                let head = t.split('(').next().unwrap_or("");
+                let tail = t.split_once("(*").map(|(_, r)| r).unwrap_or("");
+                let last = head.split_whitespace().last().unwrap_or("");
+                names.push(if t.contains("(*") {
+                    ident(tail)
+                } else {
+                    ident(last)
+                });
+                for word in ["struct ", "enum "] {
+                    if let Some((_, r)) = t.split_once(word) {
+                        names.push(ident(r));
+                    }
+                }
+            } else if t.starts_with(|c: char| c.is_ascii_uppercase()) {
+                names.push(ident(t)); // an enum variant
+            }
+        }
+        let bad: Vec<_> = names
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .filter(|n| !n.starts_with("cyrsync_") && !n.starts_with("CYRSYNC_"))
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "unprefixed names in include/cyrsync.h: {bad:?}"
+        );
+    }
+
     #[test]
     fn committed_header_matches_generated() {
         let generated = include_str!(env!("CYRSYNC_GENERATED_HEADER"));

@@ -36,6 +36,16 @@ pub enum cyrsync_status {
     LockFailed = 10,
     /// The call is not valid in the object's current state.
     BadState = 11,
+    /// Reader next: a line that does not parse was set aside (logged, and
+    /// for a channel saved to `log-bad` beside the log); no item. Call next
+    /// again: the items after it follow.
+    SetAside = 12,
+    /// Reader begin: another reader is working on this channel (one reader
+    /// per channel); nothing was touched.
+    Busy = 13,
+    /// Reader end: the work file was kept for the next run (it was not read
+    /// to the end, or a line set aside could not be saved); see the log.
+    Kept = 14,
     /// Barrier thaw: the freeze outlived its bound (writers were free to go
     /// in): the snapshot is NOT consistent.
     BarrierExpired = 200,
@@ -79,6 +89,9 @@ impl cyrsync_status {
             9 => BadChannel,
             10 => LockFailed,
             11 => BadState,
+            12 => SetAside,
+            13 => Busy,
+            14 => Kept,
             200 => BarrierExpired,
             201 => BarrierBreached,
             202 => BarrierDrainTimeout,
@@ -108,6 +121,9 @@ impl cyrsync_status {
             BadChannel => c"invalid sync log channel name",
             LockFailed => c"could not lock the log file",
             BadState => c"call not valid in the current state",
+            SetAside => c"a line that does not parse was set aside",
+            Busy => c"another reader is working on this channel",
+            Kept => c"the work file was kept for the next run",
             BarrierExpired => c"inconsistent freeze: the freeze outlived its bound",
             BarrierBreached => c"inconsistent freeze: writers went in during the freeze",
             BarrierDrainTimeout => c"could not freeze: writers did not drain within the bound",

@@ -19,7 +19,7 @@ use super::{
     cyrsync_status, ffi_boundary, free_handle, into_handle, set_out, try_bytes, try_mut, try_ref,
     Handle,
 };
-use crate::synclog::{self, Begun, Config, Error, FmtArg, Reader, RecordKind, Writer};
+use crate::synclog::{self, Begun, Config, Entry, Error, FmtArg, Reader, RecordKind, Writer};
 
 /// `sync_log` is on (imapd.conf `sync_log`); without it
 /// `cyrsync_synclog_log` writes to no channel (but still fills the rightnow
@@ -122,9 +122,9 @@ unsafe impl Handle for cyrsync_synclog_reader {
     type Inner = ReaderState;
 }
 
-/// Map an error to a status, logging it in Cyrus's vocabulary.
-fn report(context: &str, e: &Error) -> cyrsync_status {
-    let status = match e {
+/// The status of an error.
+fn status_of_error(e: &Error) -> cyrsync_status {
+    match e {
         Error::NameHasLineBreak => cyrsync_status::NameHasLineBreak,
         Error::NameHasNul | Error::BadFormat(_) => cyrsync_status::InvalidArgument,
         Error::NameTooLong { .. } => cyrsync_status::NameTooLong,
@@ -132,9 +132,31 @@ fn report(context: &str, e: &Error) -> cyrsync_status {
         Error::Io { .. } => cyrsync_status::IoError,
         Error::LockRetries { .. } => cyrsync_status::LockFailed,
         Error::BadState(_) => cyrsync_status::BadState,
-    };
-    log::error!("IOERROR: {context}: {e}");
-    status
+        Error::Busy { .. } => cyrsync_status::Busy,
+        Error::Kept { .. } => cyrsync_status::Kept,
+        Error::Append { cause, .. } => status_of_error(cause),
+    }
+}
+
+/// Map an error to a status, logging it in Cyrus's vocabulary.
+fn report(context: &str, e: &Error) -> cyrsync_status {
+    match e {
+        // not a failure of the caller's: the next run reads it again
+        Error::Kept { .. } => log::warn!("{context}: {e}"),
+        Error::Busy { .. } => log::error!("SYNCERROR: {context}: {e}"),
+        _ => log::error!("IOERROR: {context}: {e}"),
+    }
+    status_of_error(e)
+}
+
+/// `configdirectory` as a path: it must not be empty (an empty string
+/// would silently mean the current directory).
+fn config_dir_path<'a>(dir: &'a [u8], context: &str) -> Result<&'a Path, cyrsync_status> {
+    if dir.is_empty() {
+        log::error!("IOERROR: {context}: empty configdirectory");
+        return Err(cyrsync_status::InvalidArgument);
+    }
+    Ok(Path::new(OsStr::from_bytes(dir)))
 }
 
 fn status_of(context: &str, r: Result<(), Error>) -> cyrsync_status {
@@ -181,8 +203,12 @@ pub extern "C" fn cyrsync_synclog_new(
             log::error!("IOERROR: cyrsync_synclog_new: unknown flags flags=<{flags:#x}>");
             return cyrsync_status::InvalidArgument;
         }
+        let config_dir = match config_dir_path(config_dir, "cyrsync_synclog_new") {
+            Ok(dir) => dir,
+            Err(status) => return status,
+        };
         let config = Config::from_options(
-            Path::new(OsStr::from_bytes(config_dir)),
+            config_dir,
             unsafe { opt_bytes(channels) },
             unsafe { opt_bytes(unsuppressable) },
             flags & CYRSYNC_SYNCLOG_ENABLED != 0,
@@ -226,9 +252,7 @@ unsafe fn expand(fmt: &[u8], args: *const cyrsync_fmt_arg, nargs: usize) -> Resu
     if nargs > CYRSYNC_FMT_MAX_ARGS {
         return Err(Error::BadFormat("too many arguments"));
     }
-    if nargs > 0 && args.is_null() {
-        return Err(Error::BadFormat("NULL argument array"));
-    }
+    debug_assert!(nargs == 0 || !args.is_null(), "checked by the callers");
     let raw = if nargs == 0 {
         &[][..]
     } else {
@@ -261,6 +285,9 @@ pub extern "C" fn cyrsync_synclog_log_argv(
     ffi_boundary!("cyrsync_synclog_log_argv", {
         let writer = try_ref!(log);
         let fmt = try_bytes!(fmt);
+        if nargs > 0 && args.is_null() {
+            return super::null_parameter("args");
+        }
         status_of(
             "sync_log",
             unsafe { expand(fmt, args, nargs) }.and_then(|line| writer.log_all(&line)),
@@ -282,6 +309,9 @@ pub extern "C" fn cyrsync_synclog_log_channel_argv(
     ffi_boundary!("cyrsync_synclog_log_channel_argv", {
         let writer = try_ref!(log);
         let fmt = try_bytes!(fmt);
+        if nargs > 0 && args.is_null() {
+            return super::null_parameter("args");
+        }
         let channel = unsafe { opt_bytes(channel) };
         status_of(
             "sync_log_channel",
@@ -402,8 +432,12 @@ pub extern "C" fn cyrsync_synclog_reader_new_channel(
         if out.is_null() {
             return super::null_parameter("out");
         }
+        let config_dir = match config_dir_path(config_dir, "cyrsync_synclog_reader_new_channel") {
+            Ok(dir) => dir,
+            Err(status) => return status,
+        };
         let channel = unsafe { opt_bytes(channel) };
-        match Reader::for_channel(Path::new(OsStr::from_bytes(config_dir)), channel) {
+        match Reader::for_channel(config_dir, channel) {
             Ok(r) => new_reader(r, out),
             Err(e) => report("cyrsync_synclog_reader_new_channel", &e),
         }
@@ -507,8 +541,11 @@ pub extern "C" fn cyrsync_synclog_reader_next(
         if item.is_null() {
             return super::null_parameter("item");
         }
-        let Some(next) = state.reader.next_item() else {
-            return cyrsync_status::Eof;
+        let next = match state.reader.next_entry() {
+            Ok(Some(Entry::Item(item))) => item,
+            Ok(Some(Entry::SetAside { .. })) => return cyrsync_status::SetAside,
+            Ok(None) => return cyrsync_status::Eof,
+            Err(e) => return report("sync_log_reader_getitem", &e),
         };
         let has2 = next.arg2.is_some();
         for (buf, field) in

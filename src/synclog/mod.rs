@@ -17,6 +17,14 @@
 //! the record is made durable after the lock is released so that concurrent
 //! writers share flushes; a reader created on a file descriptor works (C's
 //! fails in `begin`).
+//!
+//! And where C loses data or dies, cyrsync does not: a write that fails
+//! leaves no partial record (the writer truncates back, and starts on a
+//! fresh line after anyone else's partial one); an invalid channel in the
+//! configuration is refused alone, the valid ones keep logging; the reader
+//! sets a bad line aside (`log-bad`) and reads on, keeps a `log-run` it did
+//! not finish, never maps its input (no SIGBUS), and lets one reader at a
+//! time work on a channel.
 
 mod format;
 mod reader;
@@ -27,7 +35,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use format::{format_line, format_record, push_quoted, FmtArg, RecordKind};
-pub use reader::{Begun, Item, Reader};
+pub use reader::{Begun, Entry, Item, Reader};
 pub use writer::{append_line, Config, FlushMode, Writer};
 
 /// Cyrus's `MAX_MAILBOX_BUFFER`: a quoted name (with its opening quote and
@@ -61,6 +69,13 @@ pub enum Error {
     LockRetries { path: PathBuf },
     /// The reader was used out of order.
     BadState(&'static str),
+    /// Another reader works on this channel (the directory is locked).
+    Busy { path: PathBuf },
+    /// `end` kept the work file for the next run instead of unlinking it.
+    Kept { path: PathBuf, why: &'static str },
+    /// An append failed: the record (`line`) is not in the log, or (when the
+    /// flush failed) not known to be on disk.
+    Append { line: Vec<u8>, cause: Box<Error> },
 }
 
 impl Error {
@@ -94,6 +109,20 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::BadState(why) => write!(f, "{why}"),
+            Error::Busy { path } => write!(
+                f,
+                "another reader is working on this channel dir=<{}>",
+                path.display()
+            ),
+            Error::Kept { path, why } => write!(
+                f,
+                "work file kept for the next run: {why} file=<{}>",
+                path.display()
+            ),
+            Error::Append { line, cause } => {
+                let line = line.strip_suffix(b"\n").unwrap_or(line);
+                write!(f, "{cause} record=<{}>", line.escape_ascii())
+            }
         }
     }
 }
@@ -102,6 +131,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
+            Error::Append { cause, .. } => Some(cause),
             _ => None,
         }
     }
@@ -136,8 +166,17 @@ pub fn log_path(config_dir: &Path, channel: Option<&[u8]>) -> Result<PathBuf, Er
 
 /// The work file a channel reader renames its log to: `<log>-run`.
 pub fn work_path(log: &Path) -> PathBuf {
+    sibling(log, "-run")
+}
+
+/// Where a channel reader keeps the lines it could not parse: `<log>-bad`.
+pub fn bad_path(log: &Path) -> PathBuf {
+    sibling(log, "-bad")
+}
+
+fn sibling(log: &Path, suffix: &str) -> PathBuf {
     let mut name = log.as_os_str().to_owned();
-    name.push("-run");
+    name.push(suffix);
     PathBuf::from(name)
 }
 

@@ -4,9 +4,9 @@
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::{check_channel, format_record, log_path, Error, RecordKind, LOCK_RETRIES};
@@ -30,6 +30,10 @@ pub struct Config {
     pub config_dir: PathBuf,
     /// The channels `sync_log` appends to; `None` is the default channel.
     pub channels: Vec<Option<Vec<u8>>>,
+    /// Channel names of the configuration that were refused (they would
+    /// escape the sync directory): records meant for them are dropped, with
+    /// a rate-limited `SYNCERROR`.
+    pub refused: Vec<Vec<u8>>,
     /// Channels still written after `suppress` (`None`: the default one).
     pub unsuppressable: Vec<Option<Vec<u8>>>,
     /// The `sync_log` switch: when off, `sync_log` writes to no channel.
@@ -54,11 +58,34 @@ fn split_channels(value: &[u8]) -> Vec<Option<Vec<u8>>> {
     list
 }
 
+/// Keep the valid channel names of `list`; log and return the others.
+fn refuse_invalid(option: &str, list: &mut Vec<Option<Vec<u8>>>) -> Vec<Vec<u8>> {
+    let mut refused = Vec::new();
+    list.retain(|c| match c {
+        Some(name) if check_channel(name).is_err() => {
+            log::error!(
+                "SYNCERROR: {option}: invalid channel name refused, the other channels are \
+                 logged channel=<{}>",
+                name.escape_ascii()
+            );
+            refused.push(name.clone());
+            false
+        }
+        _ => true,
+    });
+    refused
+}
+
 impl Config {
     /// Build a configuration from the raw imapd.conf values, as
     /// `sync_log_init` does: `channels` is `sync_log_channels` (unset means
     /// the default channel only), `unsuppressable` is
     /// `sync_log_unsuppressable_channels`.
+    ///
+    /// An invalid channel name (one that would escape the sync directory) is
+    /// refused alone, with a `SYNCERROR` line, and listed in `refused`; the
+    /// valid channels keep working. (C validates nothing here and later
+    /// writes outside the sync directory.)
     pub fn from_options(
         config_dir: impl Into<PathBuf>,
         channels: Option<&[u8]>,
@@ -66,18 +93,19 @@ impl Config {
         enabled: bool,
         rightnow: bool,
     ) -> Result<Self, Error> {
-        let config = Config {
+        let mut channels = split_channels(channels.unwrap_or(b"\"\""));
+        let refused = refuse_invalid("sync_log_channels", &mut channels);
+        let mut unsuppressable = unsuppressable.map(split_channels).unwrap_or_default();
+        refuse_invalid("sync_log_unsuppressable_channels", &mut unsuppressable);
+        Ok(Config {
             config_dir: config_dir.into(),
-            channels: split_channels(channels.unwrap_or(b"\"\"")),
-            unsuppressable: unsuppressable.map(split_channels).unwrap_or_default(),
+            channels,
+            refused,
+            unsuppressable,
             enabled,
             rightnow,
             flush: FlushMode::default(),
-        };
-        for channel in config.channels.iter().flatten() {
-            check_channel(channel)?;
-        }
-        Ok(config)
+        })
     }
 }
 
@@ -91,7 +119,13 @@ pub struct Writer {
     paths: Vec<PathBuf>,
     suppressed: AtomicBool,
     rightnow: Mutex<Vec<u8>>,
+    /// When a record was last reported dropped for a refused channel
+    /// (seconds since the epoch), to say it once a minute, not per record.
+    refused_said: AtomicU64,
 }
+
+/// How often a record dropped for a refused channel is reported.
+const REFUSED_REPORT_SECS: u64 = 60;
 
 impl Writer {
     pub fn new(config: Config) -> Result<Self, Error> {
@@ -105,6 +139,7 @@ impl Writer {
             paths,
             suppressed: AtomicBool::new(false),
             rightnow: Mutex::new(Vec::new()),
+            refused_said: AtomicU64::new(0),
         })
     }
 
@@ -135,6 +170,9 @@ impl Writer {
         if self.config.rightnow {
             lock_ignoring_poison(&self.rightnow).extend_from_slice(line);
         }
+        if !self.config.refused.is_empty() && self.config.enabled {
+            self.report_refused(line);
+        }
         let mut first_error = None;
         for (channel, path) in self.config.channels.iter().zip(&self.paths) {
             if self.enabled(channel.as_deref()) {
@@ -144,6 +182,35 @@ impl Writer {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Say, at most once a minute, that records are being dropped for the
+    /// refused channels (the valid ones got them).
+    fn report_refused(&self, line: &[u8]) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.refused_said.load(Ordering::Relaxed);
+        if now < last + REFUSED_REPORT_SECS
+            || self
+                .refused_said
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let names: Vec<String> = self
+            .config
+            .refused
+            .iter()
+            .map(|c| c.escape_ascii().to_string())
+            .collect();
+        log::error!(
+            "SYNCERROR: sync_log: record not logged to invalid channels (once a minute) \
+             channels=<{}> record=<{}>",
+            names.join(" "),
+            line.strip_suffix(b"\n").unwrap_or(line).escape_ascii()
+        );
     }
 
     /// `sync_log_channel`: append to one channel (`None`: the default one),
@@ -213,8 +280,11 @@ pub(crate) fn whole_file_lock(file: &File, kind: libc::c_int) -> io::Result<()> 
     }
 }
 
+/// Opened for reading too (C opens write-only): a writer reads the log's
+/// last byte to see whether someone's record was torn.
 fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o640)
@@ -242,13 +312,16 @@ fn open_creating(path: &Path) -> Result<File, Error> {
 
 /// Open and lock the log file that is at `path` right now: C's loop of
 /// open, lock, and inode check against a reader's concurrent rename.
-fn open_locked(path: &Path) -> Result<File, Error> {
+/// Returns the file and its size under the lock.
+fn open_locked(path: &Path) -> Result<(File, u64), Error> {
     for _ in 0..LOCK_RETRIES {
         let file = open_creating(path)?;
         whole_file_lock(&file, libc::F_WRLCK).map_err(|e| Error::io("lock", path, e))?;
         let opened = file.metadata().map_err(|e| Error::io("fstat", path, e))?;
         match std::fs::metadata(path) {
-            Ok(now) if now.ino() == opened.ino() && now.dev() == opened.dev() => return Ok(file),
+            Ok(now) if now.ino() == opened.ino() && now.dev() == opened.dev() => {
+                return Ok((file, opened.len()))
+            }
             // Renamed (or renamed and not yet recreated) after our open: the
             // reader owns that inode now. Closing drops our lock.
             Ok(_) => {}
@@ -261,15 +334,56 @@ fn open_locked(path: &Path) -> Result<File, Error> {
     })
 }
 
+/// Whether a log of `size` bytes ends in the middle of a line: someone's
+/// write failed half-way (a C writer leaves it so; we truncate back, but
+/// that may fail too). Unreadable counts as torn: a spare newline is only a
+/// blank line to every reader.
+fn ends_torn(file: &File, size: u64) -> bool {
+    if size == 0 {
+        return false;
+    }
+    let mut last = [0u8; 1];
+    !matches!(file.read_at(&mut last, size - 1), Ok(1) if last[0] == b'\n')
+}
+
 /// Append `line` (one or more complete records) to the log at `path`: C's
 /// `sync_log_base`. The whole line is written with one `write` under an
 /// exclusive lock, and is on disk before this returns.
+///
+/// Never leaves part of a record in the log: if the write fails after
+/// writing some of it (a full disk, an I/O error), the file is truncated
+/// back to where the record started; and a record always starts on a fresh
+/// line, after a newline of its own if the log ends in someone's torn
+/// record. Every error names the record ([`Error::Append`]).
 pub fn append_line(path: &Path, line: &[u8], flush: FlushMode) -> Result<(), Error> {
-    let mut file = open_locked(path)?;
+    write_locked(path, line, flush).map_err(|cause| Error::Append {
+        line: line.to_vec(),
+        cause: Box::new(cause),
+    })
+}
+
+fn write_locked(path: &Path, line: &[u8], flush: FlushMode) -> Result<(), Error> {
+    let (mut file, size) = open_locked(path)?;
     // O_APPEND under the lock: one write, and if the kernel takes only part
     // of it the rest still lands right after, before anyone else's.
-    file.write_all(line)
-        .map_err(|e| Error::io("write", path, e))?;
+    let written = if ends_torn(&file, size) {
+        let mut fresh = Vec::with_capacity(line.len() + 1);
+        fresh.push(b'\n');
+        fresh.extend_from_slice(line);
+        file.write_all(&fresh)
+    } else {
+        file.write_all(line)
+    };
+    if let Err(e) = written {
+        if let Err(t) = file.set_len(size) {
+            log::error!(
+                "IOERROR: sync log: could not remove a partial record, the next record starts \
+                 on a new line file=<{}> offset=<{size}> error=<{t}>",
+                path.display()
+            );
+        }
+        return Err(Error::io("write", path, e));
+    }
     let synced = match flush {
         FlushMode::UnderLock => {
             let r = file.sync_all();
@@ -306,9 +420,13 @@ mod tests {
     }
 
     #[test]
-    fn config_rejects_escaping_channels() {
-        assert!(Config::from_options("/x", Some(b"ok ../evil"), None, true, false).is_err());
+    fn config_refuses_escaping_channels_alone() {
+        let c =
+            Config::from_options("/x", Some(b"ok ../evil \"\" a/b"), None, true, false).unwrap();
+        assert_eq!(c.channels, vec![Some(b"ok".to_vec()), None]);
+        assert_eq!(c.refused, vec![b"../evil".to_vec(), b"a/b".to_vec()]);
         let c = Config::from_options("/x", None, None, true, false).unwrap();
         assert_eq!(c.channels, vec![None]);
+        assert!(c.refused.is_empty());
     }
 }

@@ -308,14 +308,56 @@ fn bad_input_gets_a_status_a_message_and_writes_nothing() {
     );
     assert_eq!(std::fs::read(&log).unwrap(), b"USER kept\n");
 
-    // Bad configurations.
+    // Bad configurations. An invalid channel is refused alone: the valid
+    // one keeps logging (C would write outside the sync directory; before,
+    // cyrsync refused the whole writer and Cyrus then logged nothing).
     let mut out = ptr::null_mut();
     let evil = cs(b"good ../evil");
     assert_eq!(
         unsafe { cyrsync_synclog_new(dir.c().as_ptr(), evil.as_ptr(), ptr::null(), 1, &mut out) },
-        CYRSYNC_STATUS_BAD_CHANNEL
+        CYRSYNC_STATUS_OK
     );
-    assert!(out.is_null());
+    assert!(logged(
+        "SYNCERROR: sync_log_channels: invalid channel name refused"
+    ));
+    let name = cs(b"user.partial");
+    for _ in 0..3 {
+        assert_eq!(
+            unsafe {
+                cyrsync_synclog_record(out, CYRSYNC_RECORD_MAILBOX, name.as_ptr(), ptr::null())
+            },
+            CYRSYNC_STATUS_OK
+        );
+    }
+    let dropped = LOGGED
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, m)| m.contains("record not logged to invalid channels"))
+        .count();
+    assert_eq!(
+        dropped, 1,
+        "the drop is reported once a minute, not per record"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("sync/good/log")).unwrap(),
+        b"MAILBOX user.partial\nMAILBOX user.partial\nMAILBOX user.partial\n"
+    );
+    assert!(!dir.path().join("evil").exists());
+    unsafe { cyrsync_synclog_free(out) };
+    out = ptr::null_mut();
+    // An empty configdirectory would mean the current directory: refused.
+    let empty = cs(b"");
+    assert_eq!(
+        unsafe { cyrsync_synclog_new(empty.as_ptr(), ptr::null(), ptr::null(), 1, &mut out) },
+        CYRSYNC_STATUS_INVALID_ARGUMENT
+    );
+    let mut reader = ptr::null_mut();
+    assert_eq!(
+        unsafe { cyrsync_synclog_reader_new_channel(empty.as_ptr(), ptr::null(), &mut reader) },
+        CYRSYNC_STATUS_INVALID_ARGUMENT
+    );
+    assert!(out.is_null() && reader.is_null());
     assert_eq!(
         unsafe { cyrsync_synclog_new(ptr::null(), ptr::null(), ptr::null(), 1, &mut out) },
         CYRSYNC_STATUS_NULL_PARAMETER
@@ -402,7 +444,7 @@ fn argv_format_entry_point() {
     );
     assert_eq!(
         unsafe { cyrsync_synclog_log_argv(w, fmt.as_ptr(), ptr::null(), 2) },
-        CYRSYNC_STATUS_INVALID_ARGUMENT
+        CYRSYNC_STATUS_NULL_PARAMETER
     );
     assert_eq!(
         unsafe { cyrsync_synclog_log_argv(w, fmt.as_ptr(), args.as_ptr(), 17) },
