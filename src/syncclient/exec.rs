@@ -40,8 +40,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::list::ActionList;
-use super::plan::{Kind, Plan};
+use super::plan::Plan;
 use super::record::Record;
+use crate::synclog::RecordKind as Kind;
 
 /// What a sync operation answered. The `i32` is the host's original error
 /// code (a Cyrus `IMAP_*` value), kept for messages and for the run's
@@ -234,6 +235,42 @@ impl Clock for SystemClock {
         self.state = x;
         let nanos = max.as_nanos().min(u128::from(u64::MAX)) as u64;
         Duration::from_nanos(if nanos == 0 { 0 } else { x % (nanos + 1) })
+    }
+}
+
+/// A clock whose sleeps go through a function: a host that keeps its
+/// connection alive while the backoff waits, or virtual time in tests. Its
+/// time is the larger of the real time and the time it was asked to
+/// sleep, right for either.
+pub struct SleepClock<F: FnMut(Duration)> {
+    sleep: F,
+    rng: SystemClock,
+    start: std::time::Instant,
+    slept: Duration,
+}
+
+impl<F: FnMut(Duration)> SleepClock<F> {
+    /// With jitter from `seed` (repeatable), or from the time and pid.
+    pub fn new(sleep: F, seed: Option<u64>) -> Self {
+        SleepClock {
+            sleep,
+            rng: seed.map_or_else(SystemClock::default, SystemClock::with_seed),
+            start: std::time::Instant::now(),
+            slept: Duration::ZERO,
+        }
+    }
+}
+
+impl<F: FnMut(Duration)> Clock for SleepClock<F> {
+    fn now(&mut self) -> Duration {
+        self.start.elapsed().max(self.slept)
+    }
+    fn sleep(&mut self, duration: Duration) {
+        self.slept += duration;
+        (self.sleep)(duration);
+    }
+    fn jitter(&mut self, max: Duration) -> Duration {
+        self.rng.jitter(max)
     }
 }
 

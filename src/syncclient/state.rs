@@ -267,8 +267,8 @@ impl ChannelSink for ChannelFiles<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::plan::Kind;
     use super::*;
+    use crate::synclog::RecordKind as Kind;
 
     #[test]
     fn state_round_trips_and_ages() {

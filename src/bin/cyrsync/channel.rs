@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use cyrsync::syncclient::plan::{default_mboxname_to_userid, Plan, Skipped, Step};
-use cyrsync::syncclient::record::quote_into;
 use cyrsync::syncclient::state::{channel_dir, ChannelState, QUARANTINE_FILE, STATE_FILE};
-use cyrsync::synclog::{Begun, Reader};
+use cyrsync::synclog::{push_quoted, Begun, Reader};
 
 const USAGE: &str = "usage:
   cyrsync channel show [-C IMAPD_CONF | --config-dir DIR] [CHANNEL]
@@ -299,8 +298,11 @@ fn render(plan: &Plan) -> String {
     // names quoted as in a sync log, non-printable bytes escaped
     let e = |b: &[u8]| {
         let mut q = Vec::new();
-        quote_into(&mut q, b);
-        printable(&q)
+        match push_quoted(&mut q, b) {
+            Ok(()) => printable(&q),
+            // a name no log can hold: shown escaped
+            Err(_) => printable(b),
+        }
     };
     for (i, step) in steps.iter().enumerate() {
         let text = match step {

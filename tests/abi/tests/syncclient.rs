@@ -763,6 +763,39 @@ fn bad_input_gives_a_status_not_a_crash() {
             cyrsync_syncclient_execute(plan, cfg, &cbs, dir.c().as_ptr(), bad.as_ptr(), &mut res),
             CYRSYNC_STATUS_BAD_CHANNEL
         );
+        // a refused run leaves the plan usable: the retry runs it
+        let good = cs(b"ch");
+        assert_eq!(
+            cyrsync_syncclient_execute(plan, cfg, &cbs, dir.c().as_ptr(), good.as_ptr(), &mut res),
+            CYRSYNC_STATUS_OK
+        );
+        assert_eq!((res.items, res.done), (1, 1));
+        // a callbacks table of another header version is refused
+        for version in [0, CYRSYNC_SYNCCLIENT_CALLBACKS_VERSION + 1] {
+            let mut other = cbs;
+            other.version = version;
+            let mut p3 = ptr::null_mut();
+            assert_eq!(cyrsync_syncclient_plan_new(&mut p3), CYRSYNC_STATUS_OK);
+            assert_eq!(
+                cyrsync_syncclient_plan_add(p3, &other, t.as_ptr(), a.as_ptr(), ptr::null()),
+                CYRSYNC_STATUS_BAD_VERSION
+            );
+            assert_eq!(
+                cyrsync_syncclient_execute(p3, cfg, &other, ptr::null(), ptr::null(), &mut res),
+                CYRSYNC_STATUS_BAD_VERSION
+            );
+            assert_eq!(
+                cyrsync_syncclient_run_channel(
+                    cfg,
+                    &other,
+                    dir.c().as_ptr(),
+                    ptr::null(),
+                    &mut res
+                ),
+                CYRSYNC_STATUS_BAD_VERSION
+            );
+            cyrsync_syncclient_plan_free(p3);
+        }
         // plans run once
         let mut plan2 = ptr::null_mut();
         assert_eq!(cyrsync_syncclient_plan_new(&mut plan2), CYRSYNC_STATUS_OK);

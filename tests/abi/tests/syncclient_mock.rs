@@ -233,6 +233,7 @@ pub unsafe extern "C" fn virtual_sleep(ud: *mut c_void, micros: u64) {
 /// The callback table for `mock` (which must outlive its use).
 pub fn callbacks(mock: &mut Mock) -> cyrsync_syncclient_callbacks {
     cyrsync_syncclient_callbacks {
+        version: CYRSYNC_SYNCCLIENT_CALLBACKS_VERSION,
         userdata: (mock as *mut Mock).cast(),
         mailboxes: Some(mailboxes),
         quota: Some(quota),
