@@ -4,7 +4,8 @@
 //! channel `X` it is `<config_dir>/sync/X/` (where the sync log writer puts
 //! `log` and the reader `log-run`). cyrsync adds:
 //!
-//! * `log-state`: a small text file rewritten (write + rename) after every
+//! * `log-state`: a small text file rewritten (tmp + fsync + rename +
+//!   directory fsync, see [`replace_file`]) after every
 //!   run: per deferred item the time it was first and last deferred and how
 //!   many runs deferred it; per item that made runs bail out, how many
 //!   consecutive runs did; per quarantined item, when. One entry a line:
@@ -133,7 +134,7 @@ impl ChannelState {
         parse().is_some()
     }
 
-    /// Write the state file atomically (temporary file + rename), mode 0640.
+    /// Write the state file crash-safely ([`replace_file`]), mode 0640.
     pub fn save(&self, path: &Path) -> io::Result<()> {
         let mut out = b"# cyrsync sync_client channel state (rewritten after every run)\n".to_vec();
         let mut deferred: Vec<_> = self.deferred.iter().collect();
@@ -157,19 +158,7 @@ impl ChannelState {
             out.extend_from_slice(line);
             out.push(b'\n');
         }
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o640)
-            .open(&tmp)?;
-        f.write_all(&out)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
+        replace_file(path, &out)
     }
 
     /// Fold a run's outcome in. Deferrals: a run that completed replaces
@@ -224,20 +213,66 @@ pub trait DeferLog {
     fn append(&mut self, record: &Record) -> Result<(), String>;
 }
 
-/// Append records to a quarantine file (O_APPEND, created 0640, fsync'd).
-pub fn append_quarantine(path: &Path, record: &Record) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
+/// Replace `path` with `data` so that a crash or a full disk leaves
+/// either the old file or the new one, whole: write `<path>.tmp` beside
+/// it (mode 0640), fsync it, rename it over `path`, fsync the directory.
+/// On an error the temporary file is removed (nothing is left behind on
+/// ENOSPC); a process killed part-way may leave it, and the next call
+/// overwrites it (one sync_client per channel: the name is fixed).
+pub fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir)?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o640)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    let mut f = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(path)?;
-    let mut line = record.to_line();
-    line.push(b'\n');
-    f.write_all(&line)?;
-    f.sync_data()
+    // the rename is durable once the directory is
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Add a record to a quarantine file, crash-safely: the file is rewritten
+/// whole with [`replace_file`], so it is always a sequence of whole
+/// records, readable by `sync_client -f`. A record already in it is not
+/// added again (a run replayed after a crash quarantines it again). Errors
+/// for a record no sync log can hold.
+pub fn append_quarantine(path: &Path, record: &Record) -> io::Result<()> {
+    let line = record
+        .try_line()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let mut data = match fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let present = data
+        .split_inclusive(|&b| b == b'\n')
+        .any(|l| l == line.as_slice());
+    if present {
+        return Ok(());
+    }
+    if !data.is_empty() && data.last() != Some(&b'\n') {
+        data.push(b'\n');
+    }
+    data.extend_from_slice(&line);
+    replace_file(path, &data)
 }
 
 /// The [`ChannelSink`] of a channel: deferrals to its log, failure counts
@@ -252,12 +287,16 @@ impl ChannelSink for ChannelFiles<'_> {
     fn defer(&mut self, record: &Record) -> Result<(), String> {
         self.log.append(record)
     }
+    /// A record the state lists as quarantined counts as having failed
+    /// for ever: after a crash between the quarantine and the end of the
+    /// run, the replayed log sets it aside again at once instead of
+    /// bailing (the quarantine decision is not lost).
     fn prior_failures(&mut self, record: &Record) -> u32 {
-        self.state
-            .failed
-            .get(&record.to_line())
-            .copied()
-            .unwrap_or(0)
+        let line = record.to_line();
+        if self.state.quarantined.iter().any(|(_, q)| *q == line) {
+            return u32::MAX;
+        }
+        self.state.failed.get(&line).copied().unwrap_or(0)
     }
     fn quarantine(&mut self, record: &Record) -> Result<(), String> {
         append_quarantine(&self.quarantine_path, record)
