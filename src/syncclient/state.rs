@@ -27,7 +27,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::exec::{ChannelSink, RunReport};
+use super::exec::{ChannelSink, Outcome, RunReport};
 use super::record::Record;
 
 /// The directory of a channel's log files: `<config_dir>/sync[/<channel>]`.
@@ -164,8 +164,9 @@ impl ChannelState {
     /// Fold a run's outcome in. Deferrals: a run that completed replaces
     /// the set (every deferred item comes back in the next log, so what was
     /// not deferred again is resolved); a run that bailed only adds.
-    /// Failures count consecutive bailed runs per item and are cleared by
-    /// a run that completes.
+    /// Failures count the bailed runs per item since the last run that
+    /// completed (which clears them); a run stopped by an I/O error counts
+    /// for no item.
     pub fn update(&mut self, report: &RunReport, now: u64) {
         let old = if report.bailed() {
             self.deferred.clone()
@@ -183,17 +184,18 @@ impl ChannelState {
             entry.last = now;
             entry.count += 1;
         }
-        if report.bailed() && report.failed.is_empty() {
-            // a bail that blames no item (connection lost): counts unchanged
-        } else if report.bailed() {
-            let old = std::mem::take(&mut self.failed);
-            for rec in &report.failed {
-                let line = rec.to_line();
-                let n = old.get(&line).copied().unwrap_or(0);
-                self.failed.insert(line, n.saturating_add(1));
+        match report.outcome {
+            Outcome::Completed => self.failed.clear(),
+            // a full disk or a lost connection is not the items' fault
+            Outcome::IoError => {}
+            Outcome::Bailed(_) => {
+                // the items blamed count one more run; the others keep
+                // their counts (a run that stopped early did not try them)
+                for rec in &report.failed {
+                    let n = self.failed.entry(rec.to_line()).or_insert(0);
+                    *n = n.saturating_add(1);
+                }
             }
-        } else {
-            self.failed.clear();
         }
         for rec in &report.quarantined {
             let line = rec.to_line();
