@@ -282,6 +282,12 @@ pub trait ChannelSink {
     fn prior_failures(&mut self, record: &Record) -> u32;
     /// Set the record aside in the quarantine file.
     fn quarantine(&mut self, record: &Record) -> Result<(), String>;
+    /// Whether the admin told sync_client to skip this user on this
+    /// channel (Cyrus 3.12's `skipuser-<user>` file): its LOCKED items are
+    /// deferred at once, under every policy, and never count as failures.
+    fn is_skipped(&mut self, _user: &[u8]) -> bool {
+        false
+    }
 }
 
 /// Counters of one run.
@@ -297,6 +303,9 @@ pub struct Counters {
     pub retried: u64,
     /// Items set aside in the quarantine file.
     pub quarantined: u64,
+    /// Items deferred because their user is skipped (`skipuser-<user>`);
+    /// also counted in `deferred`.
+    pub skipped: u64,
 }
 
 /// How a run ended, decided once when it ends.
@@ -511,6 +520,8 @@ struct Executor<'a> {
     /// on (every other item is synced and every locked item counted
     /// toward quarantine alike), then fails with this.
     fail_at_end: Option<Reply>,
+    /// Skipped users already logged this run.
+    skipped_logged: HashSet<Vec<u8>>,
 }
 
 /// Run a plan against a target. `channel` is `None` in the one-shot modes
@@ -534,6 +545,7 @@ pub fn execute<'a>(
         seq: 0,
         io_error: false,
         fail_at_end: None,
+        skipped_logged: HashSet::new(),
     };
     plan.optimise();
     let outcome = match ex.run(plan) {
@@ -635,6 +647,13 @@ impl Executor<'_> {
         attempts: u32,
         first: Duration,
     ) -> Result<(), Reply> {
+        if self.skipped(&item) {
+            self.report.counters.skipped += item.records().len() as u64;
+            for rec in item.records() {
+                self.defer(rec)?;
+            }
+            return Ok(());
+        }
         let now = self.clock.now();
         match self.on_locked(phase, attempts, first, now) {
             Next::RetryIn(delay) => {
@@ -663,6 +682,41 @@ impl Executor<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Whether a LOCKED item belongs to a user the admin skips on this
+    /// channel (for a cohort: any of its mailboxes' owners, as C's
+    /// `sync_do_mailboxes` fails when any user's sync lock does). Logged
+    /// once per user and run.
+    fn skipped(&mut self, item: &Locked) -> bool {
+        if self.channel.is_none() {
+            return false;
+        }
+        let users: Vec<Vec<u8>> = match item {
+            Locked::Cohort(names) => names
+                .iter()
+                .filter_map(|n| self.target.mboxname_to_userid(n))
+                .collect(),
+            Locked::Single(op) => match op {
+                Op::Quota(n) | Op::Annotation(n) | Op::Unmailbox(n) => {
+                    self.target.mboxname_to_userid(n).into_iter().collect()
+                }
+                Op::Seen(u, _) | Op::Sub(u, _) | Op::Meta(u) | Op::User(u) | Op::Unuser(u) => {
+                    vec![u.clone()]
+                }
+            },
+        };
+        let sink = self.channel.as_deref_mut().expect("checked");
+        let Some(user) = users.into_iter().find(|u| sink.is_skipped(u)) else {
+            return false;
+        };
+        if self.skipped_logged.insert(user.clone()) {
+            log::info!(
+                "SYNCNOTICE: user skipped by its skipuser file, deferring its items user=<{}>",
+                user.escape_ascii()
+            );
+        }
+        true
     }
 
     /// Run the backoff retries that are due; with `wait`, sleep until every

@@ -77,6 +77,7 @@ pub fn run_plan(
                 log: ch.log,
                 state: &state,
                 quarantine_path: ch.dir.join(QUARANTINE_FILE),
+                dir: ch.dir.to_path_buf(),
             };
             report = execute(plan, target, Some(&mut files), clock, config);
             state.update(&report, now());
@@ -90,7 +91,7 @@ pub fn run_plan(
     }
     let c = report.counters;
     log::info!(
-        "SYNCNOTICE: sync run finished channel=<{label}> policy=<{}> items=<{}> done=<{}> deferred=<{}> promoted=<{}> retried=<{}> quarantined=<{}> bailed=<{}>",
+        "SYNCNOTICE: sync run finished channel=<{label}> policy=<{}> items=<{}> done=<{}> deferred=<{}> promoted=<{}> retried=<{}> quarantined=<{}> skipped=<{}> bailed=<{}>",
         config.policy.letter(),
         plan.items,
         c.done,
@@ -98,6 +99,7 @@ pub fn run_plan(
         c.promoted,
         c.retried,
         c.quarantined,
+        c.skipped,
         report.outcome.reply().code(),
     );
     report

@@ -48,6 +48,47 @@ pub const QUARANTINE_FILE: &str = "log-quarantine";
 /// itself keeps every item).
 pub const MAX_QUARANTINED_KEPT: usize = 1000;
 
+/// Cyrus 3.12's admin touch file: `<channel dir>/skipuser-<user>` makes
+/// sync_client skip the user (its sync lock fails, so its items answer
+/// LOCKED) on every run.
+pub const SKIPUSER_PREFIX: &str = "skipuser-";
+
+/// Whether `<dir>/skipuser-<user>` exists (C's `sync_skipuser`).
+pub fn is_skipped(dir: &Path, user: &[u8]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let mut name = SKIPUSER_PREFIX.as_bytes().to_vec();
+    name.extend_from_slice(user);
+    fs::symlink_metadata(dir.join(std::ffi::OsStr::from_bytes(&name))).is_ok()
+}
+
+/// The users skipped on a channel, with the modification time of their
+/// file (seconds since the epoch), sorted by user.
+pub fn skipped_users(dir: &Path) -> io::Result<Vec<(Vec<u8>, u64)>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(user) = name.as_bytes().strip_prefix(SKIPUSER_PREFIX.as_bytes()) else {
+            continue;
+        };
+        let since = entry
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        out.push((user.to_vec(), since));
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// How often and since when an item has been deferred.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deferral {
@@ -283,6 +324,8 @@ pub struct ChannelFiles<'a> {
     pub log: &'a mut dyn DeferLog,
     pub state: &'a ChannelState,
     pub quarantine_path: PathBuf,
+    /// The channel's directory, where `skipuser-<user>` files are.
+    pub dir: PathBuf,
 }
 
 impl ChannelSink for ChannelFiles<'_> {
@@ -299,6 +342,9 @@ impl ChannelSink for ChannelFiles<'_> {
             return u32::MAX;
         }
         self.state.failed.get(&line).copied().unwrap_or(0)
+    }
+    fn is_skipped(&mut self, user: &[u8]) -> bool {
+        is_skipped(&self.dir, user)
     }
     fn quarantine(&mut self, record: &Record) -> Result<(), String> {
         append_quarantine(&self.quarantine_path, record)

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use cyrsync::syncclient::plan::{default_mboxname_to_userid, Plan, Skipped, Step};
-use cyrsync::syncclient::state::{channel_dir, ChannelState, QUARANTINE_FILE, STATE_FILE};
+use cyrsync::syncclient::state::{
+    channel_dir, skipped_users, ChannelState, QUARANTINE_FILE, STATE_FILE,
+};
 use cyrsync::synclog::{push_quoted, Begun, Reader};
 
 const USAGE: &str = "usage:
@@ -193,6 +195,20 @@ fn render_show(config_dir: &Path, name: Option<&[u8]>, now: u64) -> Result<Strin
             let _ = writeln!(out, "  quarantine: none");
         }
     }
+    let skipped = skipped_users(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let _ = writeln!(
+        out,
+        "  skipped users (skipuser-<user> files; their items are deferred): {}",
+        skipped.len()
+    );
+    for (user, since) in skipped {
+        let _ = writeln!(
+            out,
+            "    {}  since {} ago",
+            printable(&user),
+            age(now.saturating_sub(since))
+        );
+    }
     Ok(out)
 }
 
@@ -373,6 +389,10 @@ mod tests {
         )
         .unwrap();
         std::fs::write(ch.join(QUARANTINE_FILE), "USER z\n").unwrap();
+        std::fs::File::create(ch.join("skipuser-bob"))
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1910))
+            .unwrap();
         let text = render_show(&dir, Some(b"ch"), 2000).unwrap();
         let expected = format!(
             "channel ch: {d}
@@ -384,6 +404,8 @@ mod tests {
     UNMAILBOX shared.bad  2 consecutive failed run(s)
   quarantine: 1 item(s) in {d}/log-quarantine (replay with sync_client -f)
     USER z  quarantined 8m ago
+  skipped users (skipuser-<user> files; their items are deferred): 1
+    bob  since 90s ago
 ",
             d = ch.display()
         );

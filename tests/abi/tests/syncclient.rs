@@ -918,3 +918,58 @@ fn names_are_bytes_through_deferral() {
     }
     free(cfg);
 }
+
+#[test]
+fn skipped_users_are_deferred_at_once_and_never_quarantined() {
+    // Cyrus 3.12's skipuser-<user> file makes the user's sync lock fail on
+    // every run: its items answer LOCKED for ever. They are deferred at
+    // once under every policy (no backoff wasted on them), never count as
+    // failures (policy A does not fail the run, nothing is quarantined),
+    // and the others are synced.
+    capture_log();
+    for ch in ["ch", ""] {
+        for policy in [
+            CYRSYNC_LOCK_POLICY_DEFER,
+            CYRSYNC_LOCK_POLICY_BACKOFF,
+            CYRSYNC_LOCK_POLICY_RETRY_LATER,
+            CYRSYNC_LOCK_POLICY_ABORT,
+        ] {
+            let what = format!("channel <{ch}> policy {policy}");
+            let dir = TempDir::new("sc-skip");
+            let mut m = Mock::default();
+            m.locked_until.insert("sk".into(), u64::MAX);
+            let cfg = config(&mut m, policy);
+            set_backoff(cfg);
+            unsafe { cyrsync_syncclient_config_set_quarantine_after(cfg, 1) };
+            std::fs::create_dir_all(channel_dir(&dir, ch)).unwrap();
+            std::fs::write(channel_dir(&dir, ch).join("skipuser-sk"), "").unwrap();
+            for pass in 0..3 {
+                if pass == 0 {
+                    write_log(
+                        &dir,
+                        ch,
+                        "MAILBOX user.sk\nUSER a\nQUOTA user.sk\nSEEN sk user.sk.x\n",
+                    );
+                }
+                let res = run_channel(&mut m, cfg, &dir, ch).unwrap();
+                assert!(!res.bailed, "{what} pass {pass}");
+                assert_eq!((res.deferred, res.retried), (3, 0), "{what}");
+                assert_eq!(res.quarantined, 0, "{what}");
+                assert_eq!(next_log(&dir, ch).len(), 3, "{what}");
+                assert!(!read(&dir, ch, "log-state").contains("failed "), "{what}");
+            }
+            assert_eq!(m.synced.get("USER a"), Some(&1), "{what}");
+            assert!(read(&dir, ch, "log-quarantine").is_empty(), "{what}");
+            assert!(logged(
+                "SYNCNOTICE: user skipped by its skipuser file, deferring its items user=<sk>"
+            ));
+            // the file removed: the next pass runs the items again
+            std::fs::remove_file(channel_dir(&dir, ch).join("skipuser-sk")).unwrap();
+            m.locked_until.clear();
+            let res = run_channel(&mut m, cfg, &dir, ch).unwrap();
+            assert_eq!((res.deferred, res.bailed), (0, false), "{what}");
+            assert_eq!(m.synced.get("QUOTA user.sk"), Some(&1), "{what}");
+            free(cfg);
+        }
+    }
+}
