@@ -950,7 +950,10 @@ cyrsync_status cyrsync_syncclient_plan_add(struct cyrsync_syncclient_plan *plan,
  * `cyrsync_synclog_reader_begin`) to the plan, as
  * `cyrsync_syncclient_plan_add` would one by one. The reader stays the
  * caller's (to `_end` after a run that did not bail out, and to free).
- * `*items` (if not NULL) receives the number of items added.
+ * `*items` (if not NULL) receives the number of items added. Lines the
+ * reader sets aside (`CYRSYNC_STATUS_SET_ASIDE`) are stepped over; a read
+ * error stops with the reader's status, the items read so far staying in
+ * the plan.
  *
  * One thread at a time per plan and per reader.
  */

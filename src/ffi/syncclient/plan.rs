@@ -106,7 +106,10 @@ pub extern "C" fn cyrsync_syncclient_plan_add(
 /// `cyrsync_synclog_reader_begin`) to the plan, as
 /// `cyrsync_syncclient_plan_add` would one by one. The reader stays the
 /// caller's (to `_end` after a run that did not bail out, and to free).
-/// `*items` (if not NULL) receives the number of items added.
+/// `*items` (if not NULL) receives the number of items added. Lines the
+/// reader sets aside (`CYRSYNC_STATUS_SET_ASIDE`) are stepped over; a read
+/// error stops with the reader's status, the items read so far staying in
+/// the plan.
 ///
 /// One thread at a time per plan and per reader.
 #[no_mangle]
@@ -143,6 +146,8 @@ pub extern "C" fn cyrsync_syncclient_plan_add_reader(
             match super::super::synclog::cyrsync_synclog_reader_next(reader, &mut item) {
                 cyrsync_status::Ok => {}
                 cyrsync_status::Eof => break,
+                // a bad line, set aside by the reader (log-bad): go on
+                cyrsync_status::SetAside => continue,
                 other => return other,
             }
             // SAFETY: the reader's item fields are valid until the next call.

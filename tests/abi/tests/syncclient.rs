@@ -828,7 +828,9 @@ fn plan_from_a_cyrsync_reader() {
     let mut m = Mock::default();
     let cfg = config(&mut m, CYRSYNC_LOCK_POLICY_DEFER);
     let cbs = callbacks(&mut m);
-    let content = b"USER u1\nSEEN u2 \"user.u2.my folder\"\nMAILBOX {9+}\r\nuser.u2.x\n";
+    // the line with an unterminated string is set aside by the reader and
+    // stepped over: the items after it are planned
+    let content = b"USER u1\nSEEN u2 \"user.u2.my folder\"\nMAILBOX \"user.u2.oops\nMAILBOX {9+}\r\nuser.u2.x\n";
     unsafe {
         let mut reader = ptr::null_mut();
         assert_eq!(
