@@ -975,3 +975,34 @@ fn skipped_users_are_deferred_at_once_and_never_quarantined() {
         }
     }
 }
+
+#[test]
+fn run_channel_on_a_busy_channel_touches_nothing() {
+    // Another reader holds the channel (a second sync_client): the pass is
+    // refused with BUSY and the other's log-run and the new log are intact.
+    let dir = TempDir::new("sc-busy");
+    let mut m = Mock::default();
+    let cfg = config(&mut m, CYRSYNC_LOCK_POLICY_DEFER);
+    write_log(&dir, "ch", "USER a\n");
+    let ch = cs(b"ch");
+    unsafe {
+        let mut other = ptr::null_mut();
+        assert_eq!(
+            cyrsync_synclog_reader_new_channel(dir.c().as_ptr(), ch.as_ptr(), &mut other),
+            CYRSYNC_STATUS_OK
+        );
+        assert_eq!(cyrsync_synclog_reader_begin(other), CYRSYNC_STATUS_OK);
+        write_log(&dir, "ch", "USER b\n");
+        assert_eq!(
+            run_channel(&mut m, cfg, &dir, "ch").unwrap_err(),
+            CYRSYNC_STATUS_BUSY
+        );
+        assert!(m.calls.is_empty());
+        assert_eq!(read(&dir, "ch", "log-run"), "USER a\n");
+        assert_eq!(read(&dir, "ch", "log"), "USER b\n");
+        cyrsync_synclog_reader_free(other);
+    }
+    let res = run_channel(&mut m, cfg, &dir, "ch").unwrap();
+    assert_eq!((res.items, res.done), (1, 1), "the kept log-run first");
+    free(cfg);
+}
