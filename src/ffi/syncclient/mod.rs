@@ -83,15 +83,18 @@
 //! int sync_do_reader(struct sync_client_state *sync_cs, sync_log_reader_t *slr)
 //! {
 //!     struct cyrsync_syncclient_callbacks cbs = {
+//!         .version = CYRSYNC_SYNCCLIENT_CALLBACKS_VERSION,
 //!         .userdata = sync_cs, .mailboxes = cs_mailboxes, .user = cs_user, ...
 //!     };
 //!     cyrsync_syncclient_plan *plan = NULL;
 //!     struct cyrsync_syncclient_results res;
 //!     const char *args[3];
-//!     int r;
+//!     int r, g;
 //!
 //!     if (cyrsync_syncclient_plan_new(&plan)) return IMAP_INTERNAL;
-//!     while (sync_log_reader_getitem(slr, args) != EOF)
+//!     /* every status: 0 an item, EOF the end, anything else a read error
+//!      * (stop: args is not set; the reader keeps the log) */
+//!     while ((g = sync_log_reader_getitem(slr, args)) == 0)
 //!         cyrsync_syncclient_plan_add(plan, &cbs, args[0], args[1], args[2]);
 //!     /* config: made once from imapd.conf; channel as C tests it */
 //!     if (cyrsync_syncclient_execute(plan, config, &cbs, config_dir,
@@ -101,6 +104,7 @@
 //!         r = IMAP_IOERROR;
 //!     else
 //!         r = res.cyrus_error;  /* 0 unless the run bailed out */
+//!     if (!r && g != EOF) r = g;   /* the items read ran; report the rest */
 //!     cyrsync_syncclient_plan_free(plan);
 //!     return r;
 //! }
