@@ -91,7 +91,7 @@
 //! [`BarrierError::NotHeld`]. Descriptors are close-on-exec, so exec'd
 //! programs inherit nothing.
 
-mod kernel;
+pub(crate) mod kernel;
 
 use std::cell::Cell;
 use std::fmt;

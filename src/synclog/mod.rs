@@ -26,6 +26,7 @@
 //! not finish, never maps its input (no SIGBUS), and lets one reader at a
 //! time work on a channel.
 
+mod commit;
 mod format;
 mod reader;
 mod writer;
@@ -34,9 +35,10 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use commit::{GroupCell, GroupCommit, Ticket, LEADER_STALE, WAIT_BOUND};
 pub use format::{format_line, format_record, push_quoted, FmtArg, RecordKind};
 pub use reader::{Begun, Entry, Item, Reader};
-pub use writer::{append_line, Config, FlushMode, Writer};
+pub use writer::{append_line, append_line_grouped, Config, FlushMode, Writer};
 
 /// Cyrus's `MAX_MAILBOX_BUFFER`: a quoted name (with its opening quote and
 /// escapes) may not be longer than this.

@@ -9,14 +9,19 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use super::commit::GroupCell;
 use super::{check_channel, format_record, log_path, Error, RecordKind, LOCK_RETRIES};
 
 /// When a record is made durable relative to the file lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FlushMode {
-    /// Write under the lock, release it, then `fdatasync`: concurrent writers
-    /// share one flush instead of queueing behind each other's. The default.
+    /// Group commit (see [`super::GroupCommit`]): after the lock is released,
+    /// one writer flushes for every record written so far and the others
+    /// wait for that flush instead of making their own. The default.
     #[default]
+    Group,
+    /// Write under the lock, release it, then `fdatasync` this writer's own
+    /// record (what [`FlushMode::Group`] falls back to).
     AfterUnlock,
     /// Write, `fsync` and only then release the lock, exactly as C does.
     /// Kept to compare against in the benchmark.
@@ -117,6 +122,8 @@ impl Config {
 pub struct Writer {
     config: Config,
     paths: Vec<PathBuf>,
+    /// Group commit state of each channel in `paths`.
+    groups: Vec<GroupCell>,
     suppressed: AtomicBool,
     rightnow: Mutex<Vec<u8>>,
     /// When a record was last reported dropped for a refused channel
@@ -129,12 +136,13 @@ const REFUSED_REPORT_SECS: u64 = 60;
 
 impl Writer {
     pub fn new(config: Config) -> Result<Self, Error> {
-        let paths = config
+        let paths: Vec<PathBuf> = config
             .channels
             .iter()
             .map(|c| log_path(&config.config_dir, c.as_deref()))
             .collect::<Result<_, _>>()?;
         Ok(Writer {
+            groups: paths.iter().map(|_| GroupCell::new()).collect(),
             config,
             paths,
             suppressed: AtomicBool::new(false),
@@ -174,9 +182,15 @@ impl Writer {
             self.report_refused(line);
         }
         let mut first_error = None;
-        for (channel, path) in self.config.channels.iter().zip(&self.paths) {
+        for ((channel, path), group) in self
+            .config
+            .channels
+            .iter()
+            .zip(&self.paths)
+            .zip(&self.groups)
+        {
             if self.enabled(channel.as_deref()) {
-                if let Err(e) = append_line(path, line, self.config.flush) {
+                if let Err(e) = append_with(path, line, self.config.flush, Some(group)) {
                     first_error.get_or_insert(e);
                 }
             }
@@ -217,7 +231,12 @@ impl Writer {
     /// whether or not the log is enabled or suppressed, as in C.
     pub fn log_channel(&self, channel: Option<&[u8]>, line: &[u8]) -> Result<(), Error> {
         let path = log_path(&self.config.config_dir, channel)?;
-        append_line(&path, line, self.config.flush)
+        let group = self
+            .paths
+            .iter()
+            .position(|p| *p == path)
+            .map(|i| &self.groups[i]);
+        append_with(&path, line, self.config.flush, group)
     }
 
     /// Append a typed record to every enabled channel (`sync_log_user` ...).
@@ -312,15 +331,15 @@ fn open_creating(path: &Path) -> Result<File, Error> {
 
 /// Open and lock the log file that is at `path` right now: C's loop of
 /// open, lock, and inode check against a reader's concurrent rename.
-/// Returns the file and its size under the lock.
-fn open_locked(path: &Path) -> Result<(File, u64), Error> {
+/// Returns the file, its size under the lock and its inode.
+fn open_locked(path: &Path) -> Result<(File, u64, u64), Error> {
     for _ in 0..LOCK_RETRIES {
         let file = open_creating(path)?;
         whole_file_lock(&file, libc::F_WRLCK).map_err(|e| Error::io("lock", path, e))?;
         let opened = file.metadata().map_err(|e| Error::io("fstat", path, e))?;
         match std::fs::metadata(path) {
             Ok(now) if now.ino() == opened.ino() && now.dev() == opened.dev() => {
-                return Ok((file, opened.len()))
+                return Ok((file, opened.len(), opened.ino()))
             }
             // Renamed (or renamed and not yet recreated) after our open: the
             // reader owns that inode now. Closing drops our lock.
@@ -355,15 +374,38 @@ fn ends_torn(file: &File, size: u64) -> bool {
 /// back to where the record started; and a record always starts on a fresh
 /// line, after a newline of its own if the log ends in someone's torn
 /// record. Every error names the record ([`Error::Append`]).
+///
+/// `FlushMode::Group` needs a [`GroupCell`] to share flushes through: here
+/// it flushes its own record, as `AfterUnlock`.
 pub fn append_line(path: &Path, line: &[u8], flush: FlushMode) -> Result<(), Error> {
-    write_locked(path, line, flush).map_err(|cause| Error::Append {
+    append_with(path, line, flush, None)
+}
+
+/// [`append_line`] with group commit through `group` (the same cell for
+/// every append to this log by this process).
+pub fn append_line_grouped(path: &Path, line: &[u8], group: &GroupCell) -> Result<(), Error> {
+    append_with(path, line, FlushMode::Group, Some(group))
+}
+
+fn append_with(
+    path: &Path,
+    line: &[u8],
+    flush: FlushMode,
+    group: Option<&GroupCell>,
+) -> Result<(), Error> {
+    write_locked(path, line, flush, group).map_err(|cause| Error::Append {
         line: line.to_vec(),
         cause: Box::new(cause),
     })
 }
 
-fn write_locked(path: &Path, line: &[u8], flush: FlushMode) -> Result<(), Error> {
-    let (mut file, size) = open_locked(path)?;
+fn write_locked(
+    path: &Path,
+    line: &[u8],
+    flush: FlushMode,
+    group: Option<&GroupCell>,
+) -> Result<(), Error> {
+    let (mut file, size, ino) = open_locked(path)?;
     // O_APPEND under the lock: one write, and if the kernel takes only part
     // of it the rest still lands right after, before anyone else's.
     let written = if ends_torn(&file, size) {
@@ -390,11 +432,21 @@ fn write_locked(path: &Path, line: &[u8], flush: FlushMode) -> Result<(), Error>
             whole_file_lock(&file, libc::F_UNLCK).map_err(|e| Error::io("unlock", path, e))?;
             r
         }
-        FlushMode::AfterUnlock => {
+        FlushMode::AfterUnlock | FlushMode::Group => {
             // The reader only needs the bytes to be in the file before it
             // gets the lock; durability can be shared with other writers.
+            // The ticket is taken under the lock, after the write returned.
+            let grouped = match (flush, group) {
+                (FlushMode::Group, Some(cell)) => {
+                    cell.get(path).and_then(|g| g.ticket(ino).map(|t| (g, t)))
+                }
+                _ => None,
+            };
             whole_file_lock(&file, libc::F_UNLCK).map_err(|e| Error::io("unlock", path, e))?;
-            file.sync_data()
+            match grouped {
+                Some((g, ticket)) => g.wait(ticket, || file.sync_data()),
+                None => file.sync_data(),
+            }
         }
     };
     synced.map_err(|e| Error::io("fdatasync", path, e))

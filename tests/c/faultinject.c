@@ -236,7 +236,9 @@ static struct verdict decide(const char *func, const char *path)
     static ret (*real_##name)(__VA_ARGS__); \
     if (!real_##name) real_##name = (ret (*)(__VA_ARGS__))dlsym(RTLD_NEXT, #name)
 
-#define FAIL_IF(v, failret) do { if ((v).err) { errno = (v).err; return failret; } } while (0)
+/* evaluates `v` (a decision, which counts the call) exactly once */
+#define FAIL_IF(v, failret) do { struct verdict v_ = (v); \
+    if (v_.err) { errno = v_.err; return failret; } } while (0)
 
 static struct verdict on_fd(const char *func, int fd)
 {

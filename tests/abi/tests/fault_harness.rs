@@ -38,6 +38,30 @@ fn injected_errno_reaches_the_program() {
 }
 
 #[test]
+fn the_program_sees_exactly_the_injected_errno_once() {
+    let dir = TempDir::new("fh-once");
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"content").unwrap();
+    // cat reports strerror(errno): the errno must survive the interposer,
+    // and a call must be counted once (the second open is not faulted)
+    let script = format!("cat '{0}' '{0}'", file.display());
+    let run = Interposer::get().run(
+        sh(&script),
+        &[dir.path()],
+        &[Fault::new("open", 1, "EDQUOT")],
+    );
+    assert!(run.stderr.contains("Disk quota exceeded"), "{}", run.stderr);
+    assert_eq!(run.stdout, "content");
+    let (_, calls) = Interposer::get().calls(sh(&script), &[dir.path()]);
+    let opens: Vec<u32> = calls
+        .iter()
+        .filter(|c| c.func == "open")
+        .map(|c| c.nth)
+        .collect();
+    assert_eq!(opens, vec![1, 2]);
+}
+
+#[test]
 fn short_write_and_kill() {
     let dir = TempDir::new("fh-short");
     let file = dir.path().join("f");
