@@ -12,8 +12,9 @@
 #  at a time, each with its own rolling `sync_client -R -N -o [-n CH]`:
 #  alice's locked item is a QUOTA (the last action of the run: the loop
 #  Cyrus fell into) or a MAILBOX (new mail).  Per scenario it measures,
-#  while the lock is held: passes (runs that reprocessed log-run, and
-#  cyrsync's "sync run finished" notices), the lines in the channel's log
+#  while the lock is held: passes (runs that reprocessed log-run: Cyrus's
+#  loop; patched, cyrsync's "sync run finished" notices: every run), the
+#  lines in the channel's log
 #  (at release and the most seen), sync_client's CPU time, whether bob and
 #  carol were replicated while alice was locked; then whether alice is
 #  replicated within sync_repeat_interval + 3 s of the release.
@@ -190,7 +191,7 @@ sub scenario
         $self->mail_to("spin $n", 'alice');
     }
 
-    my @cmd = ('sync_client', '-v', '-o', '-R', '-N');
+    my @cmd = ('sync_client', '-o', '-R', '-N');
     push(@cmd, '-n', $ch) if $ch ne '';
     my $t0 = time();
     # stopped with SIGTERM at the end: its exit code (75) is no failure
@@ -211,9 +212,10 @@ sub scenario
         if (!$sent2 && $t >= 6) { $self->mail_to("spin $n b", 'bob', 'carol'); $sent2 = 1; }
         my @l = $self->log_lines($ch);
         $max_lines = @l if @l > $max_lines;
-        # the locked user's items: each at most once in the log
+        # the locked user's items: each at most once in the log (after the
+        # first pass has taken what imapd logged for her change)
         my %seen;
-        $dups++ if grep { /alice/ && $seen{$_}++ } @l;
+        $dups++ if $t >= 2 && grep { /alice/ && $seen{$_}++ } @l;
         if ($others eq 'no' && $t >= 8 && !$self->differing('bob', 'carol')) {
             $others = sprintf('yes (%.0fs)', $t);
         }
@@ -222,13 +224,14 @@ sub scenario
     my $locked_for = time() - $t0;
     my $cpu = cpu_of($pid) - $cpu0;
     my $lines_at_release = scalar $self->log_lines($ch);
-    # passes while locked, from sync_client's own log lines (syslog echoed
-    # to its stderr): runs that reprocessed log-run, and cyrsync's notices
+    # passes while locked, from sync_client's syslog lines (the instance's
+    # conf/log/syslog): runs that reprocessed log-run (Cyrus's loop), and
+    # cyrsync's "sync run finished" notices (one per run)
     my ($reprocessed, $runs) = (0, 0);
     my $runpat = $ch eq '' ? 'channel=<"">' : "channel=<$ch>";
-    foreach my $f ("$dir/spin$n.out", "$dir/spin$n.err") {
-        open(my $fh, '<', $f) or next;
+    if (open(my $fh, '<', $self->{instance}->{syslog_fname})) {
         while (my $l = <$fh>) {
+            next if $l !~ /sync_client\[$pid\]: /;
             $reprocessed++ if $l =~ /Reprocessing sync log file/;
             $runs++ if $l =~ /SYNCNOTICE: sync run finished \Q$runpat\E/;
         }
