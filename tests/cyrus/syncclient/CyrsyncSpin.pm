@@ -175,8 +175,9 @@ sub scenario
     my $label = $ch eq '' ? '(default)' : $ch;
     my $policy = $POLICY{$ch};
 
-    # every channel idle and the replica up to date
-    $self->catch_up($_) for ('', qw(dq db dc da));
+    # the channel idle and the replica up to date (every channel's log
+    # receives every record: catching up this one is enough)
+    $self->catch_up($ch);
 
     # alice locked, then her change: a quota (the last action) or mail
     my $pid_h = open(my $holder, '-|', 'python3', $ENV{CYRSYNC_HOLDLOCK},
@@ -300,6 +301,18 @@ sub test_spin
     my @differ = $self->differing(@USERS);
     $self->say_t("nothing lost: " . (@differ ? "NO, differ: @differ" : 'yes'));
     push(@fail, "lost: @differ") if @differ;
+    # a sync_client that crashed leaves a core (vanilla 3.6.1: a locked
+    # QUOTA on the default channel makes C promote it to USER of a NULL
+    # user): a failure on patched; on vanilla counted, printed and removed,
+    # so that tear_down does not fail the run that only prints
+    foreach my $inst ($self->{instance}, $self->{replica}) {
+        my $cores = $inst->get_basedir() . "/conf/cores";
+        my @c = glob("$cores/*");
+        next if !@c;
+        $self->say_t(scalar(@c) . " core file(s) in $cores: sync_client crashed");
+        push(@fail, "core files") if $PATCHED;
+        unlink @c if !$PATCHED;
+    }
     $self->say_t("", @fail ? "RESULT: FAIL" : "RESULT: PASS");
     $self->assert_deep_equals([], \@fail) if $PATCHED;
 }
