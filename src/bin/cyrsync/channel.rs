@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use cyrsync::syncclient::plan::{default_mboxname_to_userid, Plan, Skipped, Step};
-use cyrsync::syncclient::record::quote_into;
-use cyrsync::syncclient::state::{channel_dir, ChannelState, QUARANTINE_FILE, STATE_FILE};
-use cyrsync::synclog::{Begun, Reader};
+use cyrsync::syncclient::state::{
+    channel_dir, skipped_users, ChannelState, QUARANTINE_FILE, STATE_FILE,
+};
+use cyrsync::synclog::{push_quoted, Begun, Reader};
 
 const USAGE: &str = "usage:
   cyrsync channel show [--json] [-C IMAPD_CONF | --config-dir DIR] [CHANNEL]
@@ -209,6 +210,20 @@ fn render_show(config_dir: &Path, name: Option<&[u8]>, now: u64) -> Result<Strin
             let _ = writeln!(out, "  quarantine: none");
         }
     }
+    let skipped = skipped_users(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let _ = writeln!(
+        out,
+        "  skipped users (skipuser-<user> files; their items are deferred): {}",
+        skipped.len()
+    );
+    for (user, since) in skipped {
+        let _ = writeln!(
+            out,
+            "    {}  since {} ago",
+            printable(&user),
+            age(now.saturating_sub(since))
+        );
+    }
     Ok(out)
 }
 
@@ -395,8 +410,11 @@ fn render(plan: &Plan) -> String {
     // names quoted as in a sync log, non-printable bytes escaped
     let e = |b: &[u8]| {
         let mut q = Vec::new();
-        quote_into(&mut q, b);
-        printable(&q)
+        match push_quoted(&mut q, b) {
+            Ok(()) => printable(&q),
+            // a name no log can hold: shown escaped
+            Err(_) => printable(b),
+        }
     };
     for (i, step) in steps.iter().enumerate() {
         let text = match step {
@@ -467,6 +485,10 @@ mod tests {
         )
         .unwrap();
         std::fs::write(ch.join(QUARANTINE_FILE), "USER z\n").unwrap();
+        std::fs::File::create(ch.join("skipuser-bob"))
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1910))
+            .unwrap();
         let text = render_show(&dir, Some(b"ch"), 2000).unwrap();
         let expected = format!(
             "channel ch: {d}
@@ -478,6 +500,8 @@ mod tests {
     UNMAILBOX shared.bad  2 consecutive failed run(s)
   quarantine: 1 item(s) in {d}/log-quarantine (replay with sync_client -f)
     USER z  quarantined 8m ago
+  skipped users (skipuser-<user> files; their items are deferred): 1
+    bob  since 90s ago
 ",
             d = ch.display()
         );
