@@ -70,6 +70,12 @@
 #define CYRSYNC_REPLY_ERROR 4
 
 /**
+ * The layout of `cyrsync_syncclient_callbacks` this header describes: put
+ * it in the table's `version` field.
+ */
+#define CYRSYNC_SYNCCLIENT_CALLBACKS_VERSION 1
+
+/**
  * Lock policies for `cyrsync_syncclient_config_set_policy`.
  * D: defer a LOCKED item to the channel's log at once (Cyrus's behaviour;
  * the default).
@@ -263,6 +269,11 @@ enum cyrsync_status
    * to the end, or a line set aside could not be saved); see the log.
    */
   CYRSYNC_STATUS_KEPT = 14,
+  /**
+   * A versioned struct from the caller (`cyrsync_syncclient_callbacks`)
+   * has a `version` this library does not know.
+   */
+  CYRSYNC_STATUS_BAD_VERSION = 30,
   /**
    * Barrier thaw: the freeze outlived its bound (writers were free to go
    * in): the snapshot is NOT consistent.
@@ -481,13 +492,21 @@ typedef void (*cyrsync_name_history_add)(void *ctx, const char *former, size_t l
  * The host's side of a run: one function per operation of Cyrus's
  * `sync_do_reader`, and `userdata` passed back to each.
  *
- * Required: `mailboxes`, `quota`, `annotation`, `seen`, `sub`,
+ * Set `version` to `CYRSYNC_SYNCCLIENT_CALLBACKS_VERSION`. Required:
+ * `mailboxes`, `quota`, `annotation`, `seen`, `sub`,
  * `unmailbox`, `meta`, `user`, `unuser`, `restart`. Optional (NULL):
  * `mboxname_to_userid`, `is_user_inbox` (cyrsync then uses Cyrus's default
  * namespace rules: `[domain!]user.<name>...`), `name_history` (no former
  * names), `error_message` (codes shown as numbers).
  */
 typedef struct cyrsync_syncclient_callbacks {
+  /**
+   * `CYRSYNC_SYNCCLIENT_CALLBACKS_VERSION` of the header the host was
+   * compiled with. cyrsync refuses a version it does not know
+   * (`CYRSYNC_STATUS_BAD_VERSION`), so a table laid out for another
+   * header is never misread.
+   */
+  uint32_t version;
   void *userdata;
   /**
    * `sync_do_mailboxes` for one cohort of `count` names. Set `done[i]`
@@ -583,11 +602,13 @@ typedef struct cyrsync_syncclient_results {
    */
   bool io_error;
   /**
-   * What Cyrus's `sync_do_reader` returns for this run: the host's error
-   * code of its last `r` (0 = OK). Note Cyrus's quirk, kept under policy
-   * D: when the last action of a run was deferred this is the LOCKED
-   * code although nothing bailed (Cyrus then keeps and reprocesses the
-   * log). Policies B, C and A count a deferred item as OK.
+   * What `sync_do_reader` returns for this run: 0 when the run
+   * completed (every item synced, deferred, promoted or quarantined),
+   * otherwise the host's error code the run bailed out on (0 with an
+   * I/O error: see `io_error`). Deliberately not Cyrus's quirk of
+   * returning the last call's result: a run whose last action was
+   * deferred returned IMAP_MAILBOX_LOCKED, and rolling mode then
+   * reprocessed the same log at once, hundreds of times a second.
    */
   int cyrus_error;
   /**
@@ -827,6 +848,26 @@ cyrsync_status cyrsync_set_log_callback(cyrsync_log_callback callback,
 const char *cyrsync_status_str(uint32_t status);
 
 /**
+ * The whole rolling-mode cycle for one channel with cyrsync's own reader:
+ * take the channel's log (`log` renamed to `log-run`, or a `log-run` left
+ * by an earlier run), plan its items, execute them, and unlink `log-run`
+ * unless the run bailed out (then it is reprocessed next time, as in
+ * Cyrus). `channel` NULL or `""` is the default channel. Returns AGAIN
+ * when the channel has no log (nothing to do), BUSY when another reader
+ * holds the channel, KEPT when the log could not be read to the end (it
+ * is kept for the next run; the items read were run), IO_ERROR when the
+ * log cannot be taken or removed; otherwise OK with `*results` written
+ * (`results->bailed`: the log was kept).
+ *
+ * Threading as `cyrsync_syncclient_execute`.
+ */
+cyrsync_status cyrsync_syncclient_run_channel(const struct cyrsync_syncclient_config *config,
+                                              const struct cyrsync_syncclient_callbacks *callbacks,
+                                              const char *config_dir,
+                                              const char *channel,
+                                              struct cyrsync_syncclient_results *results);
+
+/**
  * Create a configuration with the defaults: policy D, backoff from 100 ms
  * doubling to 5 s, at most 5 retries and 30 s per item, quarantine after 5
  * consecutive failed runs. `*out` owns it; free with
@@ -962,7 +1003,10 @@ cyrsync_status cyrsync_syncclient_plan_add(struct cyrsync_syncclient_plan *plan,
  * `cyrsync_synclog_reader_begin`) to the plan, as
  * `cyrsync_syncclient_plan_add` would one by one. The reader stays the
  * caller's (to `_end` after a run that did not bail out, and to free).
- * `*items` (if not NULL) receives the number of items added.
+ * `*items` (if not NULL) receives the number of items added. Lines the
+ * reader sets aside (`CYRSYNC_STATUS_SET_ASIDE`) are stepped over; a read
+ * error stops with the reader's status, the items read so far staying in
+ * the plan.
  *
  * One thread at a time per plan and per reader.
  */
@@ -997,23 +1041,6 @@ cyrsync_status cyrsync_syncclient_execute(struct cyrsync_syncclient_plan *plan,
                                           const char *config_dir,
                                           const char *channel,
                                           struct cyrsync_syncclient_results *results);
-
-/**
- * The whole rolling-mode cycle for one channel with cyrsync's own reader:
- * take the channel's log (`log` renamed to `log-run`, or a `log-run` left
- * by an earlier run), plan its items, execute them, and unlink `log-run`
- * unless the run bailed out (then it is reprocessed next time, as in
- * Cyrus). `channel` NULL or `""` is the default channel. Returns AGAIN
- * when the channel has no log (nothing to do), IO_ERROR when the log
- * cannot be taken or removed; otherwise OK with `*results` written.
- *
- * Threading as `cyrsync_syncclient_execute`.
- */
-cyrsync_status cyrsync_syncclient_run_channel(const struct cyrsync_syncclient_config *config,
-                                              const struct cyrsync_syncclient_callbacks *callbacks,
-                                              const char *config_dir,
-                                              const char *channel,
-                                              struct cyrsync_syncclient_results *results);
 
 /**
  * Create a sync log writer configured as Cyrus's `sync_log_init`.

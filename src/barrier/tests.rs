@@ -68,10 +68,13 @@ fn writer_breaches_after_its_bound_and_verdict_says_so() {
     let dir = tmpdir("bound");
     let w = std::sync::Arc::new(Barrier::open(&dir, Duration::from_millis(200)).unwrap());
     let f = Barrier::open(&dir, DEFAULT_MAX_FREEZE).unwrap();
+    // The writer's bound runs from the moment the freeze began, which is
+    // before freeze() returns (it may still look for replaced files, which
+    // takes a while when other barrier files are in use on the machine).
+    let start = std::time::Instant::now();
     let token = f.freeze(Duration::from_secs(10)).unwrap();
     let w2 = w.clone();
     let t = std::thread::spawn(move || {
-        let start = std::time::Instant::now();
         let e = w2.enter().unwrap();
         w2.leave().unwrap();
         (e, start.elapsed())

@@ -46,6 +46,9 @@ pub enum cyrsync_status {
     /// Reader end: the work file was kept for the next run (it was not read
     /// to the end, or a line set aside could not be saved); see the log.
     Kept = 14,
+    /// A versioned struct from the caller (`cyrsync_syncclient_callbacks`)
+    /// has a `version` this library does not know.
+    BadVersion = 30,
     /// Barrier thaw: the freeze outlived its bound (writers were free to go
     /// in): the snapshot is NOT consistent.
     BarrierExpired = 200,
@@ -100,6 +103,7 @@ impl cyrsync_status {
             12 => SetAside,
             13 => Busy,
             14 => Kept,
+            30 => BadVersion,
             200 => BarrierExpired,
             201 => BarrierBreached,
             202 => BarrierDrainTimeout,
@@ -134,6 +138,7 @@ impl cyrsync_status {
             SetAside => c"a line that does not parse was set aside",
             Busy => c"another reader is working on this channel",
             Kept => c"the work file was kept for the next run",
+            BadVersion => c"unknown version of a struct passed in",
             BarrierExpired => c"inconsistent freeze: the freeze outlived its bound",
             BarrierBreached => c"inconsistent freeze: writers went in during the freeze",
             BarrierDrainTimeout => c"could not freeze: writers did not drain within the bound",

@@ -19,26 +19,30 @@
 //! 8. USER, each followed by RESTART (any error bails);
 //! 9. UNUSER (any error bails).
 //!
-//! The value the run returns is C's variable `r` at `cleanup:`, quirks
-//! included: it is the result of the last call, so a run whose last action
-//! was deferred returns LOCKED even though nothing bailed. [`RunReport`]
-//! gives both that value (`c_result`) and whether the run really bailed out.
+//! How the run ended is decided once, as an [`Outcome`]: completed (every
+//! item synced, deferred, promoted or quarantined) or bailed out (keep the
+//! log). Deliberately not C's `r` at `cleanup:`, the result of the last
+//! call: a run whose last action was deferred returned LOCKED there, and
+//! rolling mode reprocessed the same log at once, hundreds of times a
+//! second.
 //!
-//! What differs from C is only what happens on LOCKED when running for a
-//! channel, chosen by [`LockPolicy`], and the quarantine of items that make
-//! run after run bail out (see [`ChannelSink`]). Retries (policies B, C, A)
-//! run after C's order has moved on: their outcome becomes the run's `r`,
-//! and a retried item that fails with another error than LOCKED is
-//! deferred (its list has already run, so C's promotion cannot apply; the
-//! next run applies it). QUOTA/ANNOTATION promotion resolves the owner
+//! What differs from C is what happens on LOCKED when running for a
+//! channel, chosen by [`LockPolicy`] and decided in one place
+//! (`Executor::on_locked`), and the quarantine of items that make run after
+//! run bail out (see [`ChannelSink`]). Retries (policies B, C, A) run after
+//! C's order has moved on: a retried item that fails with another error
+//! than LOCKED is deferred (its list has already run, so C's promotion
+//! cannot apply; the next run applies it). Policy A fails the run only
+//! after the rest of it ran. QUOTA/ANNOTATION promotion resolves the owner
 //! (see `promote_name`) where C would call `sync_do_user(NULL)`.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use super::list::ActionList;
-use super::plan::{Kind, Plan};
+use super::plan::Plan;
 use super::record::Record;
+use crate::synclog::RecordKind as Kind;
 
 /// What a sync operation answered. The `i32` is the host's original error
 /// code (a Cyrus `IMAP_*` value), kept for messages and for the run's
@@ -234,6 +238,42 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock whose sleeps go through a function: a host that keeps its
+/// connection alive while the backoff waits, or virtual time in tests. Its
+/// time is the larger of the real time and the time it was asked to
+/// sleep, right for either.
+pub struct SleepClock<F: FnMut(Duration)> {
+    sleep: F,
+    rng: SystemClock,
+    start: std::time::Instant,
+    slept: Duration,
+}
+
+impl<F: FnMut(Duration)> SleepClock<F> {
+    /// With jitter from `seed` (repeatable), or from the time and pid.
+    pub fn new(sleep: F, seed: Option<u64>) -> Self {
+        SleepClock {
+            sleep,
+            rng: seed.map_or_else(SystemClock::default, SystemClock::with_seed),
+            start: std::time::Instant::now(),
+            slept: Duration::ZERO,
+        }
+    }
+}
+
+impl<F: FnMut(Duration)> Clock for SleepClock<F> {
+    fn now(&mut self) -> Duration {
+        self.start.elapsed().max(self.slept)
+    }
+    fn sleep(&mut self, duration: Duration) {
+        self.slept += duration;
+        (self.sleep)(duration);
+    }
+    fn jitter(&mut self, max: Duration) -> Duration {
+        self.rng.jitter(max)
+    }
+}
+
 /// Where deferred and quarantined items go when running for a channel.
 pub trait ChannelSink {
     /// Append the record to the channel's log (C's `sync_log_channel_*`).
@@ -242,6 +282,12 @@ pub trait ChannelSink {
     fn prior_failures(&mut self, record: &Record) -> u32;
     /// Set the record aside in the quarantine file.
     fn quarantine(&mut self, record: &Record) -> Result<(), String>;
+    /// Whether the admin told sync_client to skip this user on this
+    /// channel (Cyrus 3.12's `skipuser-<user>` file): its LOCKED items are
+    /// deferred at once, under every policy, and never count as failures.
+    fn is_skipped(&mut self, _user: &[u8]) -> bool {
+        false
+    }
 }
 
 /// Counters of one run.
@@ -257,31 +303,60 @@ pub struct Counters {
     pub retried: u64,
     /// Items set aside in the quarantine file.
     pub quarantined: u64,
+    /// Items deferred because their user is skipped (`skipuser-<user>`);
+    /// also counted in `deferred`.
+    pub skipped: u64,
 }
 
-/// The outcome of a run.
+/// How a run ended, decided once when it ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every item was synced, deferred to the channel's log, promoted or
+    /// quarantined: the log is done with (the reader may end it). A run
+    /// that deferred items is complete: they are in the next log.
+    #[default]
+    Completed,
+    /// The run stopped early (C's "bailing out!") on this reply: keep the
+    /// log and run it again.
+    Bailed(Reply),
+    /// A deferral or quarantine write failed: the run stopped so that the
+    /// item is not lost. Keep the log.
+    IoError,
+}
+
+impl Outcome {
+    /// Whether the log must be kept (the run did not complete).
+    pub fn keeps_log(self) -> bool {
+        self != Outcome::Completed
+    }
+    /// The reply the run stopped on (`Reply::Ok` when it completed,
+    /// `Reply::Error(0)` for an I/O error).
+    pub fn reply(self) -> Reply {
+        match self {
+            Outcome::Completed => Reply::Ok,
+            Outcome::Bailed(r) => r,
+            Outcome::IoError => Reply::Error(0),
+        }
+    }
+}
+
+/// What a run did.
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
     pub counters: Counters,
-    /// What C's `sync_do_reader` would return: its `r` at `cleanup:`.
-    pub c_result: Option<Reply>,
-    /// Set when the run stopped early (C's `goto cleanup`), with the reply
-    /// that stopped it. Then the log must be kept and run again.
-    pub bailed: Option<Reply>,
+    pub outcome: Outcome,
     /// Records deferred to the channel's log, in order.
     pub deferred: Vec<Record>,
     /// Records the run bailed out on (candidates for quarantine).
     pub failed: Vec<Record>,
     /// Records set aside in the quarantine file this run.
     pub quarantined: Vec<Record>,
-    /// A deferral or quarantine write failed (the run then bailed out).
-    pub io_error: bool,
 }
 
 impl RunReport {
-    /// C's result as an integer error code (0 = OK).
-    pub fn c_code(&self) -> i32 {
-        self.c_result.map_or(0, Reply::code)
+    /// Whether the run stopped early (the log must be kept).
+    pub fn bailed(&self) -> bool {
+        self.outcome.keeps_log()
     }
 }
 
@@ -315,24 +390,95 @@ impl Op {
     }
 }
 
-/// What became of a single-item call after the lock policy.
-enum After {
-    Done,
-    /// Deferred to the log or queued for policy C (or quarantined): C's
-    /// `r` stays this LOCKED reply.
-    Handled(Reply),
-    /// An answer for C's rules (never LOCKED with a channel, except that
-    /// policy A turns it into `Bail`).
-    Err(Reply),
-    /// Stop the run now.
-    Bail(Reply),
+/// The single-item action lists in C's order of execution (after the
+/// mailbox cohorts).
+#[derive(Debug, Clone, Copy)]
+enum List {
+    Quota,
+    Annotation,
+    Seen,
+    Sub,
+    Unmailbox,
+    Meta,
+    User,
+    Unuser,
+}
+
+const LISTS: [List; 8] = [
+    List::Quota,
+    List::Annotation,
+    List::Seen,
+    List::Sub,
+    List::Unmailbox,
+    List::Meta,
+    List::User,
+    List::Unuser,
+];
+
+impl List {
+    fn of(self, plan: &Plan) -> &ActionList {
+        match self {
+            List::Quota => &plan.quotas,
+            List::Annotation => &plan.annotations,
+            List::Seen => &plan.seens,
+            List::Sub => &plan.subs,
+            List::Unmailbox => &plan.unmailboxes,
+            List::Meta => &plan.metas,
+            List::User => &plan.users,
+            List::Unuser => &plan.unusers,
+        }
+    }
+}
+
+/// Something the target answered LOCKED for: a single item or what was
+/// left of a mailbox cohort.
+#[derive(Debug, Clone)]
+enum Locked {
+    Cohort(Vec<Vec<u8>>),
+    Single(Op),
+}
+
+impl Locked {
+    fn records(&self) -> Vec<Record> {
+        match self {
+            Locked::Cohort(names) => names
+                .iter()
+                .map(|n| Record::new(Kind::Mailbox, n, None))
+                .collect(),
+            Locked::Single(op) => vec![op.record()],
+        }
+    }
+}
+
+/// Where in the run a LOCKED answer came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// In C's order.
+    First,
+    /// A backoff retry (policies B and A).
+    Backoff,
+    /// Policy C's retry after the rest of the run.
+    Later,
+}
+
+/// What to do with a LOCKED item next: the lock policy as one function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Try again after this delay, the run going on meanwhile (B, A).
+    RetryIn(Duration),
+    /// Try again once after the rest of the run (C).
+    RetryAfterRun,
+    /// Append it to the channel's log (D; B and C once out of retries).
+    Defer,
+    /// Fail the run on it (A once out of retries; quarantine may apply).
+    Fail,
 }
 
 /// A LOCKED item waiting for its next try (policies B and A).
 struct Pending {
     due: Duration,
     seq: u64,
-    item: Later,
+    item: Locked,
     /// Retries scheduled so far.
     attempts: u32,
     /// When it was first found LOCKED.
@@ -357,26 +503,25 @@ impl Ord for Pending {
     }
 }
 
-/// Queued for policy C's retry after the rest of the run, or for a
-/// backoff retry.
-enum Later {
-    Cohort(Vec<Vec<u8>>),
-    Single(Op),
-}
-
 struct Executor<'a> {
     target: &'a mut dyn Target,
     channel: Option<&'a mut dyn ChannelSink>,
     clock: &'a mut dyn Clock,
     config: Config,
     report: RunReport,
-    later: Vec<Later>,
+    /// Policy C: LOCKED items for one more try after the run.
+    later: Vec<Locked>,
     /// Policies B and A: LOCKED items waiting for their next try.
     retry: std::collections::BinaryHeap<Pending>,
     seq: u64,
-    /// Set when a retry (B, A, C) resolved an item (synced or deferred):
-    /// retries come after C's own last action, so the run's `r` is then OK.
-    retry_r: Option<Reply>,
+    /// A deferral or quarantine write failed.
+    io_error: bool,
+    /// Policy A: an item stayed LOCKED through its retries. The run goes
+    /// on (every other item is synced and every locked item counted
+    /// toward quarantine alike), then fails with this.
+    fail_at_end: Option<Reply>,
+    /// Skipped users already logged this run.
+    skipped_logged: HashSet<Vec<u8>>,
 }
 
 /// Run a plan against a target. `channel` is `None` in the one-shot modes
@@ -398,18 +543,31 @@ pub fn execute<'a>(
         later: Vec::new(),
         retry: std::collections::BinaryHeap::new(),
         seq: 0,
-        retry_r: None,
+        io_error: false,
+        fail_at_end: None,
+        skipped_logged: HashSet::new(),
     };
     plan.optimise();
-    let r = ex.run(plan);
-    let mut report = ex.report;
-    report.c_result = Some(r);
-    if !r.is_ok() && !r.is_bye() {
-        log::error!(
-            "Error in do_sync(): bailing out! {}",
-            ex.target.describe(r.code())
-        );
+    let outcome = match ex.run(plan) {
+        Ok(()) => Outcome::Completed,
+        Err(_) if ex.io_error => Outcome::IoError,
+        Err(r) => Outcome::Bailed(r),
+    };
+    if outcome.keeps_log() {
+        // A run that bails keeps its whole log (log-run), which is run
+        // again: what still waits for a retry is in it.
+        ex.later.clear();
+        ex.retry.clear();
+        let r = outcome.reply();
+        if !r.is_bye() {
+            log::error!(
+                "Error in do_sync(): bailing out! {}",
+                ex.target.describe(r.code())
+            );
+        }
     }
+    let mut report = ex.report;
+    report.outcome = outcome;
     report
 }
 
@@ -427,40 +585,145 @@ impl Executor<'_> {
         }
     }
 
-    /// Policies B and A: schedule the next try of a LOCKED item after a
-    /// full-jitter exponential delay (attempt n waits up to `base * 2^n`,
-    /// capped by `max_delay` and by what is left of `max_total_wait` since
-    /// the item was first LOCKED). The run goes on meanwhile. Gives the
-    /// item back when it has used its attempts or its time.
-    fn schedule(&mut self, item: Later, attempts: u32, first: Duration) -> Result<(), Later> {
-        let now = self.clock.now();
-        let waited = now.saturating_sub(first);
-        if attempts >= self.config.max_attempts || waited >= self.config.max_total_wait {
-            return Err(item);
+    /// The whole run: C's order, then the retries. `Err` is the reply the
+    /// run bails out with.
+    fn run(&mut self, plan: &mut Plan) -> Result<(), Reply> {
+        self.cohorts(plan)?;
+        for list in LISTS {
+            let mut i = 0;
+            while i < list.of(plan).len() {
+                self.poll(false)?;
+                let a = list.of(plan).get(i).clone();
+                i += 1;
+                if a.active {
+                    self.action(plan, list, &a)?;
+                }
+            }
         }
-        let cap = self
-            .config
-            .base_delay
-            .saturating_mul(1u32.checked_shl(attempts).unwrap_or(u32::MAX))
-            .min(self.config.max_delay)
-            .min(self.config.max_total_wait - waited);
-        let delay = self.clock.jitter(cap).min(cap);
-        self.seq += 1;
-        self.retry.push(Pending {
-            due: now + delay,
-            seq: self.seq,
-            item,
-            attempts: attempts + 1,
-            first,
-        });
+        // Policies B and A: wait for the remaining backoff retries.
+        self.poll(true)?;
+        // Policy C: one more try for what was LOCKED, then defer.
+        self.run_later()?;
+        self.fail_at_end.map_or(Ok(()), Err)
+    }
+
+    /// The lock policy: what to do with an item found LOCKED (while
+    /// running for a channel) after `attempts` retries, first LOCKED at
+    /// `first`.
+    fn on_locked(&mut self, phase: Phase, attempts: u32, first: Duration, now: Duration) -> Next {
+        match (self.config.policy, phase) {
+            (LockPolicy::Defer, _) | (LockPolicy::RetryLater, Phase::Later) => Next::Defer,
+            (LockPolicy::RetryLater, _) => Next::RetryAfterRun,
+            (LockPolicy::Backoff | LockPolicy::Abort, _) => {
+                // full-jitter exponential delay: attempt n waits up to
+                // base * 2^n, capped by max_delay and by what is left of
+                // max_total_wait since the item was first LOCKED
+                let waited = now.saturating_sub(first);
+                if attempts >= self.config.max_attempts || waited >= self.config.max_total_wait {
+                    return if self.config.policy == LockPolicy::Abort {
+                        Next::Fail
+                    } else {
+                        Next::Defer
+                    };
+                }
+                let cap = self
+                    .config
+                    .base_delay
+                    .saturating_mul(1u32.checked_shl(attempts).unwrap_or(u32::MAX))
+                    .min(self.config.max_delay)
+                    .min(self.config.max_total_wait - waited);
+                Next::RetryIn(self.clock.jitter(cap).min(cap))
+            }
+        }
+    }
+
+    /// Apply the lock policy to an item the target answered LOCKED for.
+    /// `Err`: bail out with this.
+    fn locked(
+        &mut self,
+        item: Locked,
+        reply: Reply,
+        phase: Phase,
+        attempts: u32,
+        first: Duration,
+    ) -> Result<(), Reply> {
+        if self.skipped(&item) {
+            self.report.counters.skipped += item.records().len() as u64;
+            for rec in item.records() {
+                self.defer(rec)?;
+            }
+            return Ok(());
+        }
+        let now = self.clock.now();
+        match self.on_locked(phase, attempts, first, now) {
+            Next::RetryIn(delay) => {
+                self.seq += 1;
+                self.retry.push(Pending {
+                    due: now + delay,
+                    seq: self.seq,
+                    item,
+                    attempts: attempts + 1,
+                    first,
+                });
+            }
+            Next::RetryAfterRun => self.later.push(item),
+            Next::Defer => {
+                for rec in item.records() {
+                    self.defer(rec)?;
+                }
+            }
+            Next::Fail => {
+                if self.bail_or_quarantine(item.records(), reply) {
+                    if self.io_error {
+                        return Err(reply);
+                    }
+                    self.fail_at_end = self.fail_at_end.or(Some(reply));
+                }
+            }
+        }
         Ok(())
     }
 
+    /// Whether a LOCKED item belongs to a user the admin skips on this
+    /// channel (for a cohort: any of its mailboxes' owners, as C's
+    /// `sync_do_mailboxes` fails when any user's sync lock does). Logged
+    /// once per user and run.
+    fn skipped(&mut self, item: &Locked) -> bool {
+        if self.channel.is_none() {
+            return false;
+        }
+        let users: Vec<Vec<u8>> = match item {
+            Locked::Cohort(names) => names
+                .iter()
+                .filter_map(|n| self.target.mboxname_to_userid(n))
+                .collect(),
+            Locked::Single(op) => match op {
+                Op::Quota(n) | Op::Annotation(n) | Op::Unmailbox(n) => {
+                    self.target.mboxname_to_userid(n).into_iter().collect()
+                }
+                Op::Seen(u, _) | Op::Sub(u, _) | Op::Meta(u) | Op::User(u) | Op::Unuser(u) => {
+                    vec![u.clone()]
+                }
+            },
+        };
+        let sink = self.channel.as_deref_mut().expect("checked");
+        let Some(user) = users.into_iter().find(|u| sink.is_skipped(u)) else {
+            return false;
+        };
+        if self.skipped_logged.insert(user.clone()) {
+            log::info!(
+                "SYNCNOTICE: user skipped by its skipuser file, deferring its items user=<{}>",
+                user.escape_ascii()
+            );
+        }
+        true
+    }
+
     /// Run the backoff retries that are due; with `wait`, sleep until every
-    /// one has been run. A retry that succeeds is done; one still LOCKED is
-    /// scheduled again, or when out of attempts deferred (B) or fails the
-    /// run (A); another error defers it (the next run applies C's full
-    /// rules: its list has already run here). Err: bail out with this.
+    /// one has been run. A retry that succeeds is done; one still LOCKED
+    /// goes back to the lock policy; another error defers it (the next run
+    /// applies C's full rules: its list has already run here). Err: bail
+    /// out with this.
     fn poll(&mut self, wait: bool) -> Result<(), Reply> {
         loop {
             let Some(top) = self.retry.peek() else {
@@ -471,86 +734,87 @@ impl Executor<'_> {
                 if !wait {
                     return Ok(());
                 }
-                let d = top.due - now;
-                self.clock.sleep(d);
+                self.clock.sleep(top.due - now);
                 continue;
             }
             let p = self.retry.pop().expect("peeked");
             self.report.counters.retried += 1;
-            // each arm gives the retry's reply once the item is resolved
-            // (synced or deferred); `continue` when it is not
-            let _reply = match p.item {
-                Later::Single(op) => {
-                    let r = self.call(&op);
-                    if r.is_ok() {
-                        self.report.counters.done += 1;
-                        if matches!(op, Op::User(_)) {
-                            let r2 = self.target.restart();
-                            if !r2.is_ok() {
-                                return Err(r2);
-                            }
-                        }
-                    } else if r.is_bye() {
-                        return Err(r);
-                    } else if r.is_locked() {
-                        match self.schedule(Later::Single(op), p.attempts, p.first) {
-                            Ok(()) => continue,
-                            Err(Later::Single(op)) => {
-                                if self.config.policy == LockPolicy::Abort {
-                                    if self.bail_or_quarantine(vec![op.record()], r) {
-                                        return Err(r);
-                                    }
-                                    continue;
-                                }
-                                self.defer(op.record())?;
-                            }
-                            Err(Later::Cohort(_)) => unreachable!("scheduled a single item"),
-                        }
-                    } else {
-                        self.defer(op.record())?;
-                    }
-                    r
-                }
-                Later::Cohort(names) => {
-                    let mut done = vec![false; names.len()];
-                    let r = self.call_mailboxes(&names, &mut done, None);
-                    if r.is_ok() {
-                        let r2 = self.target.restart();
-                        if !r2.is_ok() {
-                            return Err(r2);
-                        }
-                    } else if r.is_bye() {
-                        return Err(r);
-                    } else {
-                        let rest = unmarked(&names, &done);
-                        let rest = if r.is_locked() {
-                            match self.schedule(Later::Cohort(rest), p.attempts, p.first) {
-                                Ok(()) => continue,
-                                Err(Later::Cohort(rest)) => rest,
-                                Err(Later::Single(_)) => unreachable!("scheduled a cohort"),
-                            }
-                        } else {
-                            rest
-                        };
-                        if r.is_locked() && self.config.policy == LockPolicy::Abort {
-                            let records = rest
-                                .iter()
-                                .map(|n| Record::new(Kind::Mailbox, n, None))
-                                .collect();
-                            if self.bail_or_quarantine(records, r) {
-                                return Err(r);
-                            }
-                            continue;
-                        }
-                        for name in rest {
-                            self.defer(Record::new(Kind::Mailbox, &name, None))?;
-                        }
-                    }
-                    r
-                }
-            };
-            self.retry_r = Some(Reply::Ok);
+            self.retry_item(p.item, Phase::Backoff, p.attempts, p.first)?;
         }
+    }
+
+    /// Policy C's second chance. Anything that still fails is deferred
+    /// (whatever the error: the next run applies C's full rules to it).
+    /// Once the connection is lost the rest is deferred untried, then the
+    /// run bails out.
+    fn run_later(&mut self) -> Result<(), Reply> {
+        let mut lost: Option<Reply> = None;
+        for item in std::mem::take(&mut self.later) {
+            if lost.is_some() {
+                for rec in item.records() {
+                    self.defer(rec)?;
+                }
+                continue;
+            }
+            self.report.counters.retried += 1;
+            let now = self.clock.now();
+            if let Err(e) = self.retry_item(item, Phase::Later, 0, now) {
+                if self.io_error {
+                    return Err(e);
+                }
+                lost = Some(e);
+            }
+        }
+        lost.map_or(Ok(()), Err)
+    }
+
+    /// One retry of a LOCKED item (backoff or policy C).
+    fn retry_item(
+        &mut self,
+        item: Locked,
+        phase: Phase,
+        attempts: u32,
+        first: Duration,
+    ) -> Result<(), Reply> {
+        let (r, rest) = match &item {
+            Locked::Single(op) => {
+                let r = self.call(op);
+                if r.is_ok() {
+                    self.report.counters.done += 1;
+                }
+                (r, item)
+            }
+            Locked::Cohort(names) => {
+                let mut done = vec![false; names.len()];
+                let r = self.call_mailboxes(names, &mut done);
+                (r, Locked::Cohort(unmarked(names, &done)))
+            }
+        };
+        if r.is_ok() {
+            if matches!(rest, Locked::Cohort(_) | Locked::Single(Op::User(_))) {
+                let r2 = self.target.restart();
+                if !r2.is_ok() {
+                    return Err(r2);
+                }
+            }
+            return Ok(());
+        }
+        if r.is_bye() {
+            // the item itself is in the kept log (or deferred by the caller)
+            if phase == Phase::Later {
+                for rec in rest.records() {
+                    self.defer(rec)?;
+                }
+            }
+            return Err(r);
+        }
+        if r.is_locked() {
+            return self.locked(rest, r, phase, attempts, first);
+        }
+        for rec in rest.records() {
+            self.defer(rec)?;
+        }
+        Ok(())
     }
 
     fn defer(&mut self, record: Record) -> Result<(), Reply> {
@@ -567,53 +831,107 @@ impl Executor<'_> {
             Err(e) => {
                 // The item would be lost: fail the run so the log is kept.
                 log::error!("SYNCERROR: cannot defer item=<{record}> error=<{e}>");
-                self.report.io_error = true;
+                self.io_error = true;
                 self.report.failed.push(record);
                 Err(Reply::Error(0))
             }
         }
     }
 
-    fn single(&mut self, op: &Op) -> After {
-        let r = self.call(op);
-        if r.is_locked() && self.channel.is_some() {
-            // Under D a deferred item leaves LOCKED in C's `r` (C's quirk,
-            // kept); the other policies count a handled item as OK.
-            let handled = if self.config.policy == LockPolicy::Defer {
-                r
-            } else {
-                Reply::Ok
-            };
-            match self.config.policy {
-                LockPolicy::Defer => {}
-                LockPolicy::Backoff | LockPolicy::Abort => {
-                    let now = self.clock.now();
-                    if self.schedule(Later::Single(op.clone()), 0, now).is_ok() {
-                        return After::Handled(handled);
-                    }
+    /// One active entry of a single-item list: the call, the lock policy
+    /// on LOCKED (with a channel), C's rules for the list on other errors,
+    /// and the RESTART after USER.
+    fn action(
+        &mut self,
+        plan: &mut Plan,
+        list: List,
+        a: &super::list::Action,
+    ) -> Result<(), Reply> {
+        let op = match list {
+            List::Quota => Op::Quota(a.name_bytes().to_vec()),
+            List::Annotation => Op::Annotation(a.name_bytes().to_vec()),
+            List::Seen => Op::Seen(a.user_bytes().to_vec(), a.name_bytes().to_vec()),
+            List::Sub => Op::Sub(a.user_bytes().to_vec(), a.name_bytes().to_vec()),
+            List::Unmailbox => Op::Unmailbox(a.name_bytes().to_vec()),
+            List::Meta => Op::Meta(a.user_bytes().to_vec()),
+            List::Unuser => Op::Unuser(a.user_bytes().to_vec()),
+            List::User => match self.user_of(a) {
+                Some(user) => Op::User(user),
+                None => {
+                    let rec = Record::new(Kind::User, a.name_bytes(), None);
+                    let e = Reply::Error(0);
+                    return match self.bail_or_quarantine(vec![rec], e) {
+                        true => Err(e),
+                        false => Ok(()),
+                    };
                 }
-                LockPolicy::RetryLater => {
-                    self.later.push(Later::Single(op.clone()));
-                    return After::Handled(handled);
+            },
+        };
+        if let Op::Annotation(name) = &op {
+            if name.is_empty() {
+                // the server annotation: result ignored, never deferred
+                if self.call(&op).is_ok() {
+                    self.report.counters.done += 1;
                 }
+                return Ok(());
             }
-            // D, or B/A allowed no retry at all
-            if self.config.policy == LockPolicy::Abort {
-                return match self.bail_or_quarantine(vec![op.record()], r) {
-                    true => After::Bail(r),
-                    false => After::Handled(Reply::Ok),
-                };
-            }
-            return match self.defer(op.record()) {
-                Ok(()) => After::Handled(handled),
-                Err(e) => After::Bail(e),
-            };
         }
+        let r = self.call(&op);
         if r.is_ok() {
             self.report.counters.done += 1;
-            After::Done
+        } else if r.is_locked() && self.channel.is_some() {
+            let now = self.clock.now();
+            self.locked(Locked::Single(op.clone()), r, Phase::First, 0, now)?;
         } else {
-            After::Err(r)
+            self.c_rules(plan, &op, r)?;
+        }
+        if matches!(op, Op::User(_)) {
+            let r = self.target.restart();
+            if !r.is_ok() {
+                return Err(r);
+            }
+        }
+        Ok(())
+    }
+
+    /// C's handling of an error of a single item (its "Promoting:" rules
+    /// and bail-outs). `Err`: bail out with this.
+    fn c_rules(&mut self, plan: &mut Plan, op: &Op, e: Reply) -> Result<(), Reply> {
+        if e.is_bye() {
+            return Err(e);
+        }
+        let bail_unless_quarantined =
+            |ex: &mut Self| match ex.bail_or_quarantine(vec![op.record()], e) {
+                true => Err(e),
+                false => Ok(()),
+            };
+        match op {
+            Op::Quota(_) | Op::Annotation(_) => match self.promote_name(plan, op, e) {
+                true => Ok(()),
+                false => Err(e),
+            },
+            Op::Seen(user, mailbox) => {
+                let owner = self.target.mboxname_to_userid(mailbox);
+                let own_inbox =
+                    owner.as_deref() == Some(user.as_slice()) && self.target.is_user_inbox(mailbox);
+                if own_inbox {
+                    self.promote(true, &mut plan.users, user, &op.record());
+                } else {
+                    self.promote(false, &mut plan.metas, user, &op.record());
+                }
+                Ok(())
+            }
+            Op::Sub(user, _) => {
+                self.promote(false, &mut plan.metas, user, &op.record());
+                Ok(())
+            }
+            Op::Meta(user) if !matches!(e, Reply::InvalidUser(_)) => {
+                self.promote(true, &mut plan.users, user, &op.record());
+                Ok(())
+            }
+            Op::Meta(_) | Op::Unmailbox(_) | Op::User(_) | Op::Unuser(_) => {
+                bail_unless_quarantined(self)
+            }
         }
     }
 
@@ -631,7 +949,7 @@ impl Executor<'_> {
                 for rec in &records {
                     if let Err(e) = sink.quarantine(rec) {
                         log::error!("SYNCERROR: cannot quarantine item=<{rec}> error=<{e}>");
-                        self.report.io_error = true;
+                        self.io_error = true;
                         self.report.failed.extend(records);
                         return true;
                     }
@@ -667,9 +985,35 @@ impl Executor<'_> {
         );
     }
 
+    /// The mailbox cohorts. C keeps only the *last* cohort's result
+    /// (`smrock->r` is overwritten per cohort): an earlier cohort's error
+    /// does not bail the run.
+    fn cohorts(&mut self, plan: &mut Plan) -> Result<(), Reply> {
+        let mut last: Option<(Reply, Vec<Record>)> = None;
+        for i in 0..plan.cohorts.len() {
+            self.poll(false)?;
+            if let Some(result) = self.cohort(plan, i)? {
+                last = Some(result);
+            }
+        }
+        if let Some((r, failed)) = last {
+            if !r.is_ok() && (r.is_bye() || failed.is_empty() || self.bail_or_quarantine(failed, r))
+            {
+                return Err(r);
+            }
+        }
+        Ok(())
+    }
+
     /// One cohort: C's `split_user_mailboxes` + `do_mailboxes` + RESTART.
-    /// Returns C's `smrock->r` and the records that failed.
-    fn cohort(&mut self, plan: &mut Plan, index: usize) -> Option<(Reply, Vec<Record>)> {
+    /// Returns C's `smrock->r` and the records that failed (`None`: an
+    /// empty cohort); `Err` bails out at once (a lock policy's failure, a
+    /// failed deferral).
+    fn cohort(
+        &mut self,
+        plan: &mut Plan,
+        index: usize,
+    ) -> Result<Option<(Reply, Vec<Record>)>, Reply> {
         let mut names: Vec<Vec<u8>> = Vec::new();
         let mut seen: HashSet<Vec<u8>> = HashSet::new();
         let mut history = Vec::new();
@@ -687,52 +1031,24 @@ impl Executor<'_> {
             }
         }
         if names.is_empty() {
-            return None;
+            return Ok(None);
         }
         log::trace!("sync_mailboxes: doing {}", names.len());
         let mut done = vec![false; names.len()];
-        let mut r = self.call_mailboxes(&names, &mut done, None);
+        let r = self.call_mailboxes(&names, &mut done);
         if r.is_locked() && self.channel.is_some() {
-            match self.config.policy {
-                LockPolicy::Defer => {}
-                LockPolicy::Backoff | LockPolicy::Abort => {
-                    let now = self.clock.now();
-                    let rest = unmarked(&names, &done);
-                    if self.schedule(Later::Cohort(rest), 0, now).is_ok() {
-                        // as after a deferral: C's r is 0, so RESTART follows
-                        return Some(self.restart_after((Reply::Ok, Vec::new())));
-                    }
-                }
-                LockPolicy::RetryLater => {
-                    let rest = unmarked(&names, &done);
-                    self.later.push(Later::Cohort(rest));
-                    // as after a deferral: C's r is 0, so RESTART follows
-                    return Some(self.restart_after((Reply::Ok, Vec::new())));
-                }
-            }
-            if r.is_locked() {
-                let rest = unmarked(&names, &done);
-                if self.config.policy == LockPolicy::Abort {
-                    let records = rest
-                        .iter()
-                        .map(|n| Record::new(Kind::Mailbox, n, None))
-                        .collect();
-                    return Some((Reply::Locked(r.code()), records));
-                }
-                for name in rest {
-                    if let Err(e) = self.defer(Record::new(Kind::Mailbox, &name, None)) {
-                        return Some((e, Vec::new()));
-                    }
-                }
-                r = Reply::Ok;
-                return Some(self.restart_after((r, Vec::new())));
-            }
+            // handled by the lock policy: as after C's deferral, r is 0
+            // and RESTART follows
+            let now = self.clock.now();
+            let rest = Locked::Cohort(unmarked(&names, &done));
+            self.locked(rest, r, Phase::First, 0, now)?;
+            return Ok(Some(self.restart_after(Reply::Ok, Vec::new())));
         }
         if r.is_ok() {
-            return Some(self.restart_after((r, Vec::new())));
+            return Ok(Some(self.restart_after(r, Vec::new())));
         }
         if r.is_bye() {
-            return Some((r, Vec::new()));
+            return Ok(Some((r, Vec::new())));
         }
         // promote failed personal mailboxes to USER
         let mut nonuser = Vec::new();
@@ -750,14 +1066,14 @@ impl Executor<'_> {
             }
         }
         if nonuser.is_empty() {
-            Some(self.restart_after((Reply::Ok, Vec::new())))
+            Ok(Some(self.restart_after(Reply::Ok, Vec::new())))
         } else {
-            Some((r, nonuser))
+            Ok(Some((r, nonuser)))
         }
     }
 
     /// C: `if (!smrock->r) smrock->r = sync_do_restart(...)`.
-    fn restart_after(&mut self, (r, failed): (Reply, Vec<Record>)) -> (Reply, Vec<Record>) {
+    fn restart_after(&mut self, r: Reply, failed: Vec<Record>) -> (Reply, Vec<Record>) {
         if r.is_ok() {
             (self.target.restart(), failed)
         } else {
@@ -765,365 +1081,21 @@ impl Executor<'_> {
         }
     }
 
-    /// Call `mailboxes` with the names not yet done; on a retry (`retry`
-    /// set) only those, keeping the marks of earlier attempts.
-    fn call_mailboxes(&mut self, names: &[Vec<u8>], done: &mut [bool], retry: Option<()>) -> Reply {
-        let (idx, refs): (Vec<usize>, Vec<&[u8]>) = names
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| retry.is_none() || !done[*i])
-            .map(|(i, n)| (i, n.as_slice()))
-            .unzip();
+    /// Call `mailboxes` with `names`; marks of synced names go to `done`.
+    fn call_mailboxes(&mut self, names: &[Vec<u8>], done: &mut [bool]) -> Reply {
+        let refs: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
         let mut marks = vec![false; refs.len()];
         let r = self.target.mailboxes(&refs, &mut marks);
         let mut newly = 0;
-        for (k, &i) in idx.iter().enumerate() {
-            if marks[k] && !done[i] {
-                done[i] = true;
-                newly += 1;
-            }
-        }
-        if r.is_ok() {
+        for (d, m) in done.iter_mut().zip(&marks) {
             // an OK call synced every name it was given
-            for &i in &idx {
-                if !done[i] {
-                    done[i] = true;
-                    newly += 1;
-                }
+            if (*m || r.is_ok()) && !*d {
+                *d = true;
+                newly += 1;
             }
         }
         self.report.counters.done += newly;
         r
-    }
-
-    fn run(&mut self, plan: &mut Plan) -> Reply {
-        let mut r = Reply::Ok;
-
-        // 1. mailbox cohorts; C keeps only the last cohort's result
-        let mut last: Option<(Reply, Vec<Record>)> = None;
-        for i in 0..plan.cohorts.len() {
-            if let Err(e) = self.poll(false) {
-                return self.bail(e);
-            }
-            if let Some(result) = self.cohort(plan, i) {
-                let stop = self.config.policy == LockPolicy::Abort && result.0.is_locked();
-                last = Some(result);
-                if stop {
-                    break;
-                }
-            }
-        }
-        if let Some((cr, failed)) = last {
-            r = cr;
-            if !r.is_ok() {
-                if r.is_bye() || failed.is_empty() || self.bail_or_quarantine(failed, r) {
-                    self.report.bailed = Some(r);
-                    return r;
-                }
-                r = Reply::Ok;
-            }
-        }
-
-        // 2. QUOTA
-        let mut i = 0;
-        while i < plan.quotas.len() {
-            if let Err(e) = self.poll(false) {
-                return self.bail(e);
-            }
-            let a = plan.quotas.get(i);
-            i += 1;
-            if !a.active {
-                continue;
-            }
-            let op = Op::Quota(a.name_bytes().to_vec());
-            let after = self.single(&op);
-            match self.settle_promotable(plan, &op, after) {
-                Ok(x) => r = x,
-                Err(e) => return self.bail(e),
-            }
-        }
-
-        // 3. ANNOTATION
-        let mut i = 0;
-        while i < plan.annotations.len() {
-            if let Err(e) = self.poll(false) {
-                return self.bail(e);
-            }
-            let a = plan.annotations.get(i);
-            i += 1;
-            if !a.active {
-                continue;
-            }
-            let op = Op::Annotation(a.name_bytes().to_vec());
-            let server = a.name_bytes().is_empty();
-            let after = if server {
-                // the server annotation: result ignored, never deferred
-                let x = self.call(&op);
-                if x.is_ok() {
-                    self.report.counters.done += 1;
-                }
-                r = x;
-                continue;
-            } else {
-                self.single(&op)
-            };
-            match self.settle_promotable(plan, &op, after) {
-                Ok(x) => r = x,
-                Err(e) => return self.bail(e),
-            }
-        }
-
-        // 4. SEEN
-        let mut i = 0;
-        while i < plan.seens.len() {
-            if let Err(e) = self.poll(false) {
-                return self.bail(e);
-            }
-            let a = plan.seens.get(i);
-            i += 1;
-            if !a.active {
-                continue;
-            }
-            let (user, mailbox) = (a.user_bytes().to_vec(), a.name_bytes().to_vec());
-            let op = Op::Seen(user.clone(), mailbox.clone());
-            match self.single(&op) {
-                After::Done => r = Reply::Ok,
-                After::Handled(x) => r = x,
-                After::Bail(e) => return self.bail(e),
-                After::Err(e) if e.is_bye() => return self.bail(e),
-                After::Err(e) => {
-                    r = e;
-                    let owner = self.target.mboxname_to_userid(&mailbox);
-                    let own_inbox = owner.as_deref() == Some(user.as_slice())
-                        && self.target.is_user_inbox(&mailbox);
-                    if own_inbox {
-                        self.promote(true, &mut plan.users, &user, &op.record());
-                    } else {
-                        self.promote(false, &mut plan.metas, &user, &op.record());
-                    }
-                }
-            }
-        }
-
-        // 5. SUB / UNSUB
-        let mut i = 0;
-        while i < plan.subs.len() {
-            if let Err(e) = self.poll(false) {
-                return self.bail(e);
-            }
-            let a = plan.subs.get(i);
-            i += 1;
-            if !a.active {
-                continue;
-            }
-            let user = a.user_bytes().to_vec();
-            let op = Op::Sub(user.clone(), a.name_bytes().to_vec());
-            match self.single(&op) {
-                After::Done => r = Reply::Ok,
-                After::Handled(x) => r = x,
-                After::Bail(e) => return self.bail(e),
-                After::Err(e) if e.is_bye() => return self.bail(e),
-                After::Err(e) => {
-                    r = e;
-                    self.promote(false, &mut plan.metas, &user, &op.record());
-                }
-            }
-        }
-
-        // 6. UNMAILBOX
-        let mut i = 0;
-        while i < plan.unmailboxes.len() {
-            if let Err(e) = self.poll(false) {
-                return self.bail(e);
-            }
-            let a = plan.unmailboxes.get(i);
-            i += 1;
-            if !a.active {
-                continue;
-            }
-            let op = Op::Unmailbox(a.name_bytes().to_vec());
-            match self.single(&op) {
-                After::Done => r = Reply::Ok,
-                After::Handled(x) => r = x,
-                After::Bail(e) => return self.bail(e),
-                After::Err(e) => {
-                    if e.is_bye() || self.bail_or_quarantine(vec![op.record()], e) {
-                        return self.bail(e);
-                    }
-                    r = Reply::Ok;
-                }
-            }
-        }
-
-        // 7. META
-        let mut i = 0;
-        while i < plan.metas.len() {
-            if let Err(e) = self.poll(false) {
-                return self.bail(e);
-            }
-            let a = plan.metas.get(i);
-            i += 1;
-            if !a.active {
-                continue;
-            }
-            let user = a.user_bytes().to_vec();
-            let op = Op::Meta(user.clone());
-            match self.single(&op) {
-                After::Done => r = Reply::Ok,
-                After::Handled(x) => r = x,
-                After::Bail(e) => return self.bail(e),
-                After::Err(e @ Reply::Bye(_)) => return self.bail(e),
-                After::Err(e @ Reply::InvalidUser(_)) => {
-                    if self.bail_or_quarantine(vec![op.record()], e) {
-                        return self.bail(e);
-                    }
-                    r = Reply::Ok;
-                }
-                After::Err(e) => {
-                    r = e;
-                    self.promote(true, &mut plan.users, &user, &op.record());
-                }
-            }
-        }
-
-        // 8. USER, each followed by RESTART
-        let mut i = 0;
-        while i < plan.users.len() {
-            if let Err(e) = self.poll(false) {
-                return self.bail(e);
-            }
-            let a = plan.users.get(i).clone();
-            i += 1;
-            if !a.active {
-                continue;
-            }
-            let Some(user) = self.user_of(&a) else {
-                let rec = Record::new(Kind::User, a.name_bytes(), None);
-                let e = Reply::Error(0);
-                if self.bail_or_quarantine(vec![rec], e) {
-                    return self.bail(e);
-                }
-                r = Reply::Ok;
-                continue;
-            };
-            let op = Op::User(user);
-            match self.single(&op) {
-                After::Done | After::Handled(_) => {}
-                After::Bail(e) => return self.bail(e),
-                After::Err(e) => {
-                    if e.is_bye() || self.bail_or_quarantine(vec![op.record()], e) {
-                        return self.bail(e);
-                    }
-                }
-            }
-            r = self.target.restart();
-            if !r.is_ok() {
-                return self.bail(r);
-            }
-        }
-
-        // 9. UNUSER
-        let mut i = 0;
-        while i < plan.unusers.len() {
-            if let Err(e) = self.poll(false) {
-                return self.bail(e);
-            }
-            let a = plan.unusers.get(i);
-            i += 1;
-            if !a.active {
-                continue;
-            }
-            let op = Op::Unuser(a.user_bytes().to_vec());
-            match self.single(&op) {
-                After::Done => r = Reply::Ok,
-                After::Handled(x) => r = x,
-                After::Bail(e) => return self.bail(e),
-                After::Err(e) => {
-                    if e.is_bye() || self.bail_or_quarantine(vec![op.record()], e) {
-                        return self.bail(e);
-                    }
-                    r = Reply::Ok;
-                }
-            }
-        }
-
-        // Policies B and A: wait for the remaining backoff retries.
-        if let Err(e) = self.poll(true) {
-            return self.bail(e);
-        }
-        // Policy C: one more try for what was LOCKED, then defer.
-        if !self.later.is_empty() {
-            if let Some(e) = self.run_later() {
-                return self.bail(e);
-            }
-        }
-        // The retries ran after C's last action and resolved their items:
-        // no LOCKED lingers in the run's `r` (that quirk is D's alone).
-        self.retry_r.unwrap_or(r)
-    }
-
-    /// Policy C's second chance. Anything that still fails is deferred
-    /// (whatever the error: the next run applies C's full rules to it).
-    /// Returns a reply to bail with if the connection is lost or a deferral
-    /// fails; the remaining items are then deferred first.
-    fn run_later(&mut self) -> Option<Reply> {
-        let later = std::mem::take(&mut self.later);
-        let mut lost: Option<Reply> = None;
-        for item in later {
-            match item {
-                Later::Cohort(names) => {
-                    let mut done = vec![false; names.len()];
-                    let r = if lost.is_some() {
-                        Reply::Locked(0)
-                    } else {
-                        self.report.counters.retried += 1;
-                        self.call_mailboxes(&names, &mut done, None)
-                    };
-                    self.retry_r = Some(Reply::Ok);
-                    if r.is_ok() {
-                        let r2 = self.target.restart();
-                        if !r2.is_ok() {
-                            lost = lost.or(Some(r2));
-                        }
-                        continue;
-                    }
-                    if r.is_bye() {
-                        lost = lost.or(Some(r));
-                    }
-                    for name in unmarked(&names, &done) {
-                        if let Err(e) = self.defer(Record::new(Kind::Mailbox, &name, None)) {
-                            return Some(e);
-                        }
-                    }
-                }
-                Later::Single(op) => {
-                    let r = if lost.is_some() {
-                        Reply::Locked(0)
-                    } else {
-                        self.report.counters.retried += 1;
-                        self.call(&op)
-                    };
-                    self.retry_r = Some(Reply::Ok);
-                    if r.is_ok() {
-                        self.report.counters.done += 1;
-                        if matches!(op, Op::User(_)) {
-                            let r2 = self.target.restart();
-                            if !r2.is_ok() {
-                                lost = lost.or(Some(r2));
-                            }
-                        }
-                        continue;
-                    }
-                    if r.is_bye() {
-                        lost = lost.or(Some(r));
-                    }
-                    if let Err(e) = self.defer(op.record()) {
-                        return Some(e);
-                    }
-                }
-            }
-        }
-        lost
     }
 
     /// QUOTA/ANNOTATION promotion. C adds `(name, NULL)` to the USER list
@@ -1133,7 +1105,10 @@ impl Executor<'_> {
     /// mailbox) cannot be promoted: the item fails the run (and is
     /// quarantined after enough runs). Returns false to bail out.
     fn promote_name(&mut self, plan: &mut Plan, op: &Op, e: Reply) -> bool {
-        let name = a_name(op);
+        let name = match op {
+            Op::Quota(n) | Op::Annotation(n) => n.as_slice(),
+            _ => b"",
+        };
         match self.target.mboxname_to_userid(name) {
             Some(owner) => {
                 self.promote(true, &mut plan.users, &owner, &op.record());
@@ -1168,42 +1143,6 @@ impl Executor<'_> {
                 owner
             }
         }
-    }
-
-    /// C's handling of a QUOTA or ANNOTATION result: the run's new `r`, or
-    /// the reply to bail out with (BYE, a bail-out, or an error that cannot
-    /// be promoted to the owner's USER).
-    fn settle_promotable(
-        &mut self,
-        plan: &mut Plan,
-        op: &Op,
-        after: After,
-    ) -> Result<Reply, Reply> {
-        match after {
-            After::Done => Ok(Reply::Ok),
-            After::Handled(x) => Ok(x),
-            After::Bail(e) => Err(e),
-            After::Err(e) if e.is_bye() => Err(e),
-            After::Err(e) if self.promote_name(plan, op, e) => Ok(e),
-            After::Err(e) => Err(e),
-        }
-    }
-
-    fn bail(&mut self, r: Reply) -> Reply {
-        // Policy C's queue is dropped, not deferred: a run that bails keeps
-        // its whole log (log-run), which is run again, so deferring would
-        // only duplicate the items.
-        self.later.clear();
-        self.retry.clear();
-        self.report.bailed = Some(r);
-        r
-    }
-}
-
-fn a_name(op: &Op) -> &[u8] {
-    match op {
-        Op::Quota(n) | Op::Annotation(n) => n,
-        _ => b"",
     }
 }
 

@@ -22,10 +22,12 @@ pub mod record;
 pub mod run;
 pub mod state;
 
+pub use crate::synclog::RecordKind;
 pub use exec::{
-    execute, ChannelSink, Clock, Config, Counters, LockPolicy, Reply, RunReport, SystemClock,
-    Target,
+    execute, ChannelSink, Clock, Config, Counters, LockPolicy, Outcome, Reply, RunReport,
+    SleepClock, SystemClock, Target,
 };
 pub use list::{Action, ActionList};
-pub use plan::{plan_items, CohortOrder, Kind, Plan, Step};
+pub use plan::{plan_items, CohortOrder, Plan, Step};
 pub use record::Record;
+pub use run::{execute_plan, run_channel, Channel, Pass, Settings};

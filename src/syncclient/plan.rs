@@ -10,40 +10,6 @@ use std::collections::HashMap;
 
 use super::list::ActionList;
 
-/// The kinds of sync action, in C's order of execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// A cohort of mailboxes (APPEND, MAILBOX, DOUBLEMAILBOX, RENAME).
-    Mailbox,
-    Quota,
-    Annotation,
-    Seen,
-    Sub,
-    Unmailbox,
-    /// META and SIEVE.
-    Meta,
-    User,
-    Unuser,
-}
-
-impl Kind {
-    /// The sync log record word C writes when it defers this kind
-    /// (`sync_log_channel_*`): note META for SIEVE and SUB for UNSUB.
-    pub fn record_word(self) -> &'static str {
-        match self {
-            Kind::Mailbox => "MAILBOX",
-            Kind::Quota => "QUOTA",
-            Kind::Annotation => "ANNOTATION",
-            Kind::Seen => "SEEN",
-            Kind::Sub => "SUB",
-            Kind::Unmailbox => "UNMAILBOX",
-            Kind::Meta => "META",
-            Kind::User => "USER",
-            Kind::Unuser => "UNUSER",
-        }
-    }
-}
-
 /// The mailboxes of one user (or, with an empty userid, all non-user
 /// mailboxes), synced by one `sync_do_mailboxes` call.
 #[derive(Debug, Clone)]

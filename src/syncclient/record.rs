@@ -1,21 +1,26 @@
-//! One sync log record (`TYPE arg1 [arg2]`), as cyrsync writes it to the
-//! state and quarantine files and passes it to the deferral sink.
+//! One sync log record (`TYPE arg1 [arg2]`), as cyrsync defers it to the
+//! channel's log, writes it to the state and quarantine files and passes it
+//! to the deferral sink.
+//!
+//! There is one record kind ([`RecordKind`], the sync log's) and one
+//! quoter and one parser (the sync log writer's and reader's): a record
+//! written here reads back identically through `sync_client -f`.
 
 use std::fmt;
 
-use super::plan::Kind;
+use crate::synclog::{self, format_record, Reader, RecordKind};
 
 /// A record to defer, quarantine or remember: the kind and its arguments,
 /// in C's argument order (SEEN/SUB: user, mailbox).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Record {
-    pub kind: Kind,
+    pub kind: RecordKind,
     pub arg1: Vec<u8>,
     pub arg2: Option<Vec<u8>>,
 }
 
 impl Record {
-    pub fn new(kind: Kind, arg1: &[u8], arg2: Option<&[u8]>) -> Self {
+    pub fn new(kind: RecordKind, arg1: &[u8], arg2: Option<&[u8]>) -> Self {
         Record {
             kind,
             arg1: arg1.to_vec(),
@@ -23,100 +28,57 @@ impl Record {
         }
     }
 
-    /// The record as a sync log line, without the newline, quoted as C's
-    /// `sync_quote_name` does (atom, or quoted string with a backslash
-    /// before `\ " { }`; empty is `""`). Readable by C's and cyrsync's
-    /// readers, so a quarantine file replays with `sync_client -f`.
+    /// The record as a sync log line with its newline, exactly as the sync
+    /// log writer writes it (C's `sync_quote_name`, plus quoting of VT and
+    /// FF). An error for a name no sync log can hold (CR, LF, NUL, too
+    /// long).
+    pub fn try_line(&self) -> Result<Vec<u8>, synclog::Error> {
+        format_record(self.kind, &self.arg1, self.arg2.as_deref())
+    }
+
+    /// The line without its newline: the key of the record in `log-state`
+    /// and its text in messages. A record no log can hold (see
+    /// [`Record::try_line`]) gets its bytes escaped instead.
     pub fn to_line(&self) -> Vec<u8> {
-        let mut out = self.kind.record_word().as_bytes().to_vec();
-        out.push(b' ');
-        quote_into(&mut out, &self.arg1);
-        if let Some(a2) = &self.arg2 {
-            out.push(b' ');
-            quote_into(&mut out, a2);
+        match self.try_line() {
+            Ok(mut line) => {
+                line.pop();
+                line
+            }
+            Err(_) => {
+                let mut out = self.kind.word().as_bytes().to_vec();
+                for a in std::iter::once(&self.arg1).chain(&self.arg2) {
+                    out.push(b' ');
+                    out.extend(a.escape_ascii());
+                }
+                out
+            }
         }
-        out
     }
 
-    /// Parse a line written by [`Record::to_line`] (atoms and quoted
-    /// strings only). `None` if it is not one.
+    /// Parse one line (without or with its newline) with the sync log
+    /// reader. `None` if it is not exactly one record of a kind sync_client
+    /// defers.
     pub fn parse_line(line: &[u8]) -> Option<Record> {
-        let mut words = Vec::new();
-        let mut i = 0;
-        while i < line.len() && words.len() < 4 {
-            if line[i] == b'"' {
-                let mut w = Vec::new();
-                i += 1;
-                loop {
-                    match *line.get(i)? {
-                        b'\\' => {
-                            w.push(*line.get(i + 1)?);
-                            i += 2;
-                        }
-                        b'"' => {
-                            i += 1;
-                            break;
-                        }
-                        c => {
-                            w.push(c);
-                            i += 1;
-                        }
-                    }
-                }
-                words.push(w);
-            } else {
-                let end = line[i..]
-                    .iter()
-                    .position(|&b| b == b' ')
-                    .map_or(line.len(), |p| i + p);
-                words.push(line[i..end].to_vec());
-                i = end;
-            }
-            if i < line.len() {
-                if line[i] != b' ' {
-                    return None;
-                }
-                i += 1;
-            }
+        let mut content = line.to_vec();
+        if content.last() != Some(&b'\n') {
+            content.push(b'\n');
         }
-        let kind = match words.first()?.as_slice() {
-            b"MAILBOX" => Kind::Mailbox,
-            b"QUOTA" => Kind::Quota,
-            b"ANNOTATION" => Kind::Annotation,
-            b"SEEN" => Kind::Seen,
-            b"SUB" => Kind::Sub,
-            b"UNMAILBOX" => Kind::Unmailbox,
-            b"META" => Kind::Meta,
-            b"USER" => Kind::User,
-            b"UNUSER" => Kind::Unuser,
-            _ => return None,
+        let mut reader = Reader::for_content(content);
+        reader.begin().ok()?;
+        let record = {
+            let item = reader.next_item()?;
+            let kind = RecordKind::from_word(item.kind)?;
+            if kind.takes_two() != item.arg2.is_some() {
+                return None;
+            }
+            Record::new(kind, item.arg1, item.arg2)
         };
-        match words.len() {
-            2 => Some(Record::new(kind, &words[1], None)),
-            3 => Some(Record::new(kind, &words[1], Some(&words[2]))),
-            _ => None,
+        if reader.next_item().is_some() || reader.set_aside_count() > 0 {
+            return None;
         }
+        Some(record)
     }
-}
-
-/// C's `sync_quote_name`.
-pub fn quote_into(out: &mut Vec<u8>, name: &[u8]) {
-    let needs = name.is_empty()
-        || name
-            .iter()
-            .any(|c| matches!(c, b'\\' | b'"' | b'{' | b'}' | b' ' | b'\t' | b'(' | b')'));
-    if !needs {
-        out.extend_from_slice(name);
-        return;
-    }
-    out.push(b'"');
-    for &c in name {
-        if matches!(c, b'\\' | b'"' | b'{' | b'}') {
-            out.push(b'\\');
-        }
-        out.push(c);
-    }
-    out.push(b'"');
 }
 
 impl fmt::Display for Record {
@@ -137,11 +99,12 @@ mod tests {
             (b"a b", Some(&b"x\"y"[..]), b"SEEN \"a b\" \"x\\\"y\""),
             (b"", None, b"MAILBOX \"\""),
             (b"{3}", None, b"MAILBOX \"\\{3\\}\""),
+            (b"a\x0bb\x0cc", None, b"MAILBOX \"a\x0bb\x0cc\""),
         ] {
             let kind = if a2.is_some() {
-                Kind::Seen
+                RecordKind::Seen
             } else {
-                Kind::Mailbox
+                RecordKind::Mailbox
             };
             let r = Record::new(kind, a1, a2);
             assert_eq!(r.to_line(), line);

@@ -4,7 +4,8 @@
 //! channel `X` it is `<config_dir>/sync/X/` (where the sync log writer puts
 //! `log` and the reader `log-run`). cyrsync adds:
 //!
-//! * `log-state`: a small text file rewritten (write + rename) after every
+//! * `log-state`: a small text file rewritten (tmp + fsync + rename +
+//!   directory fsync, see [`replace_file`]) after every
 //!   run: per deferred item the time it was first and last deferred and how
 //!   many runs deferred it; per item that made runs bail out, how many
 //!   consecutive runs did; per quarantined item, when. One entry a line:
@@ -34,7 +35,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::exec::{ChannelSink, Counters, RunReport};
+use super::exec::{ChannelSink, Counters, Outcome, RunReport};
 use super::record::Record;
 
 /// The directory of a channel's log files: `<config_dir>/sync[/<channel>]`.
@@ -54,6 +55,47 @@ pub const QUARANTINE_FILE: &str = "log-quarantine";
 /// How many quarantine times `log-state` remembers (the quarantine file
 /// itself keeps every item).
 pub const MAX_QUARANTINED_KEPT: usize = 1000;
+
+/// Cyrus 3.12's admin touch file: `<channel dir>/skipuser-<user>` makes
+/// sync_client skip the user (its sync lock fails, so its items answer
+/// LOCKED) on every run.
+pub const SKIPUSER_PREFIX: &str = "skipuser-";
+
+/// Whether `<dir>/skipuser-<user>` exists (C's `sync_skipuser`).
+pub fn is_skipped(dir: &Path, user: &[u8]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let mut name = SKIPUSER_PREFIX.as_bytes().to_vec();
+    name.extend_from_slice(user);
+    fs::symlink_metadata(dir.join(std::ffi::OsStr::from_bytes(&name))).is_ok()
+}
+
+/// The users skipped on a channel, with the modification time of their
+/// file (seconds since the epoch), sorted by user.
+pub fn skipped_users(dir: &Path) -> io::Result<Vec<(Vec<u8>, u64)>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(user) = name.as_bytes().strip_prefix(SKIPUSER_PREFIX.as_bytes()) else {
+            continue;
+        };
+        let since = entry
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        out.push((user.to_vec(), since));
+    }
+    out.sort();
+    Ok(out)
+}
 
 /// How often and since when an item has been deferred.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,7 +260,7 @@ impl ChannelState {
         parse().is_some()
     }
 
-    /// Write the state file atomically (temporary file + rename), mode 0640.
+    /// Write the state file crash-safely ([`replace_file`]), mode 0640.
     pub fn save(&self, path: &Path) -> io::Result<()> {
         let mut out = b"# cyrsync sync_client channel state (rewritten after every run)\n".to_vec();
         let mut deferred: Vec<_> = self.deferred.iter().collect();
@@ -266,28 +308,17 @@ impl ChannelState {
                 .as_bytes(),
             );
         }
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o640)
-            .open(&tmp)?;
-        f.write_all(&out)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
+        replace_file(path, &out)
     }
 
     /// Fold a run's outcome in. Deferrals: a run that completed replaces
     /// the set (every deferred item comes back in the next log, so what was
     /// not deferred again is resolved); a run that bailed only adds.
-    /// Failures count consecutive bailed runs per item and are cleared by
-    /// a run that completes.
+    /// Failures count the bailed runs per item since the last run that
+    /// completed (which clears them); a run stopped by an I/O error counts
+    /// for no item.
     pub fn update(&mut self, report: &RunReport, now: u64) {
-        let old = if report.bailed.is_some() {
+        let old = if report.bailed() {
             self.deferred.clone()
         } else {
             std::mem::take(&mut self.deferred)
@@ -303,17 +334,18 @@ impl ChannelState {
             entry.last = now;
             entry.count += 1;
         }
-        if report.bailed.is_some() && report.failed.is_empty() {
-            // a bail that blames no item (connection lost): counts unchanged
-        } else if report.bailed.is_some() {
-            let old = std::mem::take(&mut self.failed);
-            for rec in &report.failed {
-                let line = rec.to_line();
-                let n = old.get(&line).copied().unwrap_or(0);
-                self.failed.insert(line, n.saturating_add(1));
+        match report.outcome {
+            Outcome::Completed => self.failed.clear(),
+            // a full disk or a lost connection is not the items' fault
+            Outcome::IoError => {}
+            Outcome::Bailed(_) => {
+                // the items blamed count one more run; the others keep
+                // their counts (a run that stopped early did not try them)
+                for rec in &report.failed {
+                    let n = self.failed.entry(rec.to_line()).or_insert(0);
+                    *n = n.saturating_add(1);
+                }
             }
-        } else {
-            self.failed.clear();
         }
         for rec in &report.quarantined {
             let line = rec.to_line();
@@ -324,8 +356,8 @@ impl ChannelState {
         // the quarantine file keeps every item; the state only the latest
         let excess = self.quarantined.len().saturating_sub(MAX_QUARANTINED_KEPT);
         self.quarantined.drain(..excess);
-        let error = report.bailed.map_or(0, |r| r.code());
-        self.count_run(&report.counters, report.bailed.is_some(), error, now);
+        let error = report.outcome.reply().code();
+        self.count_run(&report.counters, report.bailed(), error, now);
     }
 
     /// Add a run's counters to the totals and make it the last run:
@@ -355,20 +387,66 @@ pub trait DeferLog {
     fn append(&mut self, record: &Record) -> Result<(), String>;
 }
 
-/// Append records to a quarantine file (O_APPEND, created 0640, fsync'd).
-pub fn append_quarantine(path: &Path, record: &Record) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
+/// Replace `path` with `data` so that a crash or a full disk leaves
+/// either the old file or the new one, whole: write `<path>.tmp` beside
+/// it (mode 0640), fsync it, rename it over `path`, fsync the directory.
+/// On an error the temporary file is removed (nothing is left behind on
+/// ENOSPC); a process killed part-way may leave it, and the next call
+/// overwrites it (one sync_client per channel: the name is fixed).
+pub fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir)?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o640)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    let mut f = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(path)?;
-    let mut line = record.to_line();
-    line.push(b'\n');
-    f.write_all(&line)?;
-    f.sync_data()
+    // the rename is durable once the directory is
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Add a record to a quarantine file, crash-safely: the file is rewritten
+/// whole with [`replace_file`], so it is always a sequence of whole
+/// records, readable by `sync_client -f`. A record already in it is not
+/// added again (a run replayed after a crash quarantines it again). Errors
+/// for a record no sync log can hold.
+pub fn append_quarantine(path: &Path, record: &Record) -> io::Result<()> {
+    let line = record
+        .try_line()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let mut data = match fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let present = data
+        .split_inclusive(|&b| b == b'\n')
+        .any(|l| l == line.as_slice());
+    if present {
+        return Ok(());
+    }
+    if !data.is_empty() && data.last() != Some(&b'\n') {
+        data.push(b'\n');
+    }
+    data.extend_from_slice(&line);
+    replace_file(path, &data)
 }
 
 /// The [`ChannelSink`] of a channel: deferrals to its log, failure counts
@@ -377,18 +455,27 @@ pub struct ChannelFiles<'a> {
     pub log: &'a mut dyn DeferLog,
     pub state: &'a ChannelState,
     pub quarantine_path: PathBuf,
+    /// The channel's directory, where `skipuser-<user>` files are.
+    pub dir: PathBuf,
 }
 
 impl ChannelSink for ChannelFiles<'_> {
     fn defer(&mut self, record: &Record) -> Result<(), String> {
         self.log.append(record)
     }
+    /// A record the state lists as quarantined counts as having failed
+    /// for ever: after a crash between the quarantine and the end of the
+    /// run, the replayed log sets it aside again at once instead of
+    /// bailing (the quarantine decision is not lost).
     fn prior_failures(&mut self, record: &Record) -> u32 {
-        self.state
-            .failed
-            .get(&record.to_line())
-            .copied()
-            .unwrap_or(0)
+        let line = record.to_line();
+        if self.state.quarantined.iter().any(|(_, q)| *q == line) {
+            return u32::MAX;
+        }
+        self.state.failed.get(&line).copied().unwrap_or(0)
+    }
+    fn is_skipped(&mut self, user: &[u8]) -> bool {
+        is_skipped(&self.dir, user)
     }
     fn quarantine(&mut self, record: &Record) -> Result<(), String> {
         append_quarantine(&self.quarantine_path, record)
@@ -398,8 +485,8 @@ impl ChannelSink for ChannelFiles<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::plan::Kind;
     use super::*;
+    use crate::synclog::RecordKind as Kind;
 
     #[test]
     fn state_round_trips_and_ages() {
@@ -428,7 +515,7 @@ mod tests {
         );
         assert!(!st.deferred.contains_key(&seen.to_line()));
         let bailed = RunReport {
-            bailed: Some(super::super::Reply::Error(1)),
+            outcome: super::super::exec::Outcome::Bailed(super::super::Reply::Error(1)),
             failed: vec![seen.clone()],
             ..Default::default()
         };

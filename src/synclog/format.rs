@@ -60,6 +60,13 @@ impl RecordKind {
         })
     }
 
+    /// The kind whose type word this is.
+    pub fn from_word(word: &[u8]) -> Option<Self> {
+        (1..=13)
+            .filter_map(Self::from_u32)
+            .find(|k| k.word().as_bytes() == word)
+    }
+
     /// The record's type word.
     pub fn word(self) -> &'static str {
         use RecordKind::*;

@@ -140,6 +140,7 @@ int main(int argc, char **argv)
     cyrsync_set_log_callback(log_to_stderr, NULL, CYRSYNC_LOG_DEBUG);
 
     memset(&cbs, 0, sizeof cbs);
+    cbs.version = CYRSYNC_SYNCCLIENT_CALLBACKS_VERSION;
     cbs.mailboxes = mailboxes;
     cbs.quota = quota;
     cbs.annotation = annotation;

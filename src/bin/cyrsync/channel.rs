@@ -6,14 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use cyrsync::syncclient::plan::{default_mboxname_to_userid, Plan, Skipped, Step};
-use cyrsync::syncclient::record::quote_into;
-use cyrsync::syncclient::state::{channel_dir, ChannelState, QUARANTINE_FILE, STATE_FILE};
-use cyrsync::synclog::{Begun, Reader};
+use cyrsync::syncclient::state::{
+    channel_dir, skipped_users, ChannelState, QUARANTINE_FILE, STATE_FILE,
+};
+use cyrsync::synclog::{bad_path, push_quoted, Begun, Reader};
 
 const USAGE: &str = "usage:
   cyrsync channel show [--json] [-C IMAPD_CONF | --config-dir DIR] [CHANNEL]
       pending log (size, items), log-run left by a failed run, deferred
-      items with their ages and counts, failing items, quarantine
+      items with their ages and counts, failing items, quarantine, lines
+      set aside unparsed (log-bad), skipped users
   cyrsync channel show [--json] --all [-C IMAPD_CONF]
       the same for every channel of sync_log_channels
   cyrsync channel plan [--json] FILE
@@ -209,6 +211,42 @@ fn render_show(config_dir: &Path, name: Option<&[u8]>, now: u64) -> Result<Strin
             let _ = writeln!(out, "  quarantine: none");
         }
     }
+    // lines the reader could not parse, kept whole for the admin
+    let bad = bad_path(&dir.join("log"));
+    match std::fs::read(&bad) {
+        Ok(data) => {
+            let lines: Vec<&[u8]> = data
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .collect();
+            let _ = writeln!(
+                out,
+                "  set aside (did not parse): {} line(s) in {}",
+                lines.len(),
+                bad.display()
+            );
+            for line in lines.iter().rev().take(5).rev() {
+                let _ = writeln!(out, "    {}", printable(line));
+            }
+        }
+        Err(_) => {
+            let _ = writeln!(out, "  set aside (did not parse): none");
+        }
+    }
+    let skipped = skipped_users(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let _ = writeln!(
+        out,
+        "  skipped users (skipuser-<user> files; their items are deferred): {}",
+        skipped.len()
+    );
+    for (user, since) in skipped {
+        let _ = writeln!(
+            out,
+            "    {}  since {} ago",
+            printable(&user),
+            age(now.saturating_sub(since))
+        );
+    }
     Ok(out)
 }
 
@@ -395,8 +433,11 @@ fn render(plan: &Plan) -> String {
     // names quoted as in a sync log, non-printable bytes escaped
     let e = |b: &[u8]| {
         let mut q = Vec::new();
-        quote_into(&mut q, b);
-        printable(&q)
+        match push_quoted(&mut q, b) {
+            Ok(()) => printable(&q),
+            // a name no log can hold: shown escaped
+            Err(_) => printable(b),
+        }
     };
     for (i, step) in steps.iter().enumerate() {
         let text = match step {
@@ -467,6 +508,11 @@ mod tests {
         )
         .unwrap();
         std::fs::write(ch.join(QUARANTINE_FILE), "USER z\n").unwrap();
+        std::fs::write(ch.join("log-bad"), "MAILBOX \"user.torn\n").unwrap();
+        std::fs::File::create(ch.join("skipuser-bob"))
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1910))
+            .unwrap();
         let text = render_show(&dir, Some(b"ch"), 2000).unwrap();
         let expected = format!(
             "channel ch: {d}
@@ -478,6 +524,10 @@ mod tests {
     UNMAILBOX shared.bad  2 consecutive failed run(s)
   quarantine: 1 item(s) in {d}/log-quarantine (replay with sync_client -f)
     USER z  quarantined 8m ago
+  set aside (did not parse): 1 line(s) in {d}/log-bad
+    MAILBOX \"user.torn
+  skipped users (skipuser-<user> files; their items are deferred): 1
+    bob  since 90s ago
 ",
             d = ch.display()
         );

@@ -120,7 +120,8 @@ impl ChannelReport {
             log_run: log_file(&dir.join("log-run"))?,
             quarantined: count_lines(&dir.join(QUARANTINE_FILE))?,
             set_aside: count_lines(&dir.join("log-bad"))?,
-            skipped_users: Vec::new(),
+            skipped_users: cyrsync::syncclient::state::skipped_users(&dir)
+                .map_err(|e| format!("{}: {e}", dir.display()))?,
             dir,
             state,
             now,

@@ -549,38 +549,135 @@ fn failing_items_are_quarantined_after_n_runs() {
 }
 
 #[test]
-fn last_deferred_action_makes_cs_result_locked() {
-    // Cyrus's quirk, kept: r is the last call's result, so a run whose last
-    // action was deferred returns IMAP_MAILBOX_LOCKED without bailing.
-    let dir = TempDir::new("sc-quirk");
+fn a_deferred_last_action_does_not_fail_the_run() {
+    // Deliberately not Cyrus's quirk: C returns the last call's result, so
+    // a run whose last action was deferred returned IMAP_MAILBOX_LOCKED and
+    // rolling mode reprocessed log-run at once, hundreds of times a second.
+    // A deferred item is handled: the run completes under every policy.
+    let dir = TempDir::new("sc-noquirk");
     let mut m = Mock::default();
     m.locked_until.insert("u1".into(), u64::MAX);
-    let cfg = config(&mut m, CYRSYNC_LOCK_POLICY_DEFER);
-    let res = execute(
-        &mut m,
-        cfg,
-        "USER u2\nSEEN u1 user.u1.x\n",
-        Some(&dir),
-        Some("ch"),
-    );
-    assert_eq!((res.deferred, res.bailed), (1, false));
-    assert_eq!(res.cyrus_error, 0, "USER u2's RESTART resets r");
-    let res = execute(&mut m, cfg, "SEEN u1 user.u1.x\n", Some(&dir), Some("ch"));
-    assert_eq!((res.deferred, res.bailed), (1, false));
-    assert_eq!(res.reply, CYRSYNC_REPLY_LOCKED);
-    assert_eq!(res.cyrus_error, LOCKED_CODE);
-    free(cfg);
-
-    // The quirk is D's alone: B and C defer the same item after their
-    // retries and report OK.
-    for policy in [CYRSYNC_LOCK_POLICY_BACKOFF, CYRSYNC_LOCK_POLICY_RETRY_LATER] {
+    for policy in [
+        CYRSYNC_LOCK_POLICY_DEFER,
+        CYRSYNC_LOCK_POLICY_BACKOFF,
+        CYRSYNC_LOCK_POLICY_RETRY_LATER,
+    ] {
         let cfg = config(&mut m, policy);
         set_backoff(cfg);
-        let res = execute(&mut m, cfg, "SEEN u1 user.u1.x\n", Some(&dir), Some("ch"));
-        assert_eq!((res.deferred, res.bailed), (1, false));
-        assert!(res.retried >= 1);
-        assert_eq!((res.reply, res.cyrus_error), (CYRSYNC_REPLY_OK, 0));
+        for log in ["SEEN u1 user.u1.x\n", "USER u2\nQUOTA user.u1\n"] {
+            let res = execute(&mut m, cfg, log, Some(&dir), Some("ch"));
+            assert_eq!((res.deferred, res.bailed), (1, false), "{policy} {log}");
+            assert_eq!((res.reply, res.cyrus_error), (CYRSYNC_REPLY_OK, 0));
+        }
         free(cfg);
+    }
+}
+
+/// The rolling loop of a patched sync_client (`do_daemon_work`): take the
+/// log, run it, end the reader unless the run bailed; `passes` times.
+/// Returns the results of each pass.
+fn rolling(
+    m: &mut Mock,
+    cfg: *mut cyrsync_syncclient_config,
+    dir: &TempDir,
+    ch: &str,
+    passes: usize,
+) -> Vec<cyrsync_syncclient_results> {
+    (0..passes)
+        .map(|_| run_channel(m, cfg, dir, ch).expect("a log to run"))
+        .collect()
+}
+
+#[test]
+fn a_locked_quota_last_in_the_run_never_loops() {
+    // The measured loop: a locked user's QUOTA last in the run. Under every
+    // policy and on a named and the default channel, the others are synced
+    // on the first pass, the run completes (or, under A, fails on the
+    // locked item alone), and the locked item is in the next log once per
+    // pass, never more.
+    for ch in ["ch", ""] {
+        for policy in [
+            CYRSYNC_LOCK_POLICY_DEFER,
+            CYRSYNC_LOCK_POLICY_BACKOFF,
+            CYRSYNC_LOCK_POLICY_RETRY_LATER,
+            CYRSYNC_LOCK_POLICY_ABORT,
+        ] {
+            let dir = TempDir::new("sc-noloop");
+            let mut m = Mock::default();
+            m.locked_until.insert("u1".into(), u64::MAX);
+            let cfg = config(&mut m, policy);
+            set_backoff(cfg);
+            unsafe { cyrsync_syncclient_config_set_quarantine_after(cfg, 3) };
+            write_log(
+                &dir,
+                ch,
+                "MAILBOX user.u2\nUSER u3\nMAILBOX user.u1\nQUOTA user.u1\n",
+            );
+            let what = format!("channel <{ch}> policy {policy}");
+            let passes = rolling(&mut m, cfg, &dir, ch, 1);
+            let first = passes[0];
+            assert_eq!(m.synced.get("MAILBOX user.u2"), Some(&1), "{what}");
+            assert_eq!(m.synced.get("USER u3"), Some(&1), "{what}");
+            assert!(!m.synced.keys().any(|k| k.contains("u1")), "{what}");
+            if policy == CYRSYNC_LOCK_POLICY_ABORT {
+                // A fails the run on the locked items, after syncing the
+                // others: the log is kept and run again (each pass waits
+                // out its backoff first); after sync_quarantine_after runs
+                // the items are set aside.
+                assert!(first.bailed, "{what}");
+                assert_eq!(first.reply, CYRSYNC_REPLY_LOCKED, "{what}");
+                assert!(first.retried >= 1, "{what}");
+                let mut quarantined = 0;
+                let mut passes = 1;
+                loop {
+                    let res = rolling(&mut m, cfg, &dir, ch, 1)[0];
+                    passes += 1;
+                    quarantined += res.quarantined;
+                    if !res.bailed {
+                        break;
+                    }
+                    assert!(
+                        passes < 10,
+                        "{what}: A never gives up: {res:?} {}",
+                        read(&dir, ch, "log-state")
+                    );
+                }
+                // both locked items fail each run: quarantined together
+                assert_eq!((passes, quarantined), (3, 2), "{what}");
+                assert_eq!(read(&dir, ch, "log-quarantine").lines().count(), 2);
+                assert!(!channel_dir(&dir, ch).join("log-run").exists());
+                // a failed run's log is replayed whole, as in C
+                assert_eq!(m.synced.get("MAILBOX user.u2"), Some(&3), "{what}");
+                free(cfg);
+                continue;
+            }
+            assert!(!first.bailed, "{what}");
+            assert_eq!((first.reply, first.cyrus_error), (CYRSYNC_REPLY_OK, 0));
+            assert_eq!(first.deferred, 2, "{what}");
+            assert!(!channel_dir(&dir, ch).join("log-run").exists(), "{what}");
+            let mut next = next_log(&dir, ch);
+            next.sort();
+            assert_eq!(next, ["MAILBOX user.u1", "QUOTA user.u1"], "{what}");
+            // Each later pass runs only the deferred items and defers them
+            // once more: the log never grows.
+            for res in rolling(&mut m, cfg, &dir, ch, 5) {
+                assert!(!res.bailed, "{what}");
+                assert_eq!((res.items, res.deferred, res.cyrus_error), (2, 2, 0));
+                assert_eq!(next_log(&dir, ch).len(), 2, "{what}");
+            }
+            assert_eq!(m.synced.get("MAILBOX user.u2"), Some(&1), "{what}");
+            assert_eq!(m.synced.get("USER u3"), Some(&1), "{what}");
+            // Released: the next pass syncs it and the channel is idle.
+            m.locked_until.clear();
+            let res = rolling(&mut m, cfg, &dir, ch, 1)[0];
+            assert_eq!((res.deferred, res.bailed), (0, false), "{what}");
+            assert_eq!(m.synced.get("QUOTA user.u1"), Some(&1), "{what}");
+            assert_eq!(
+                run_channel(&mut m, cfg, &dir, ch).unwrap_err(),
+                CYRSYNC_STATUS_AGAIN
+            );
+            free(cfg);
+        }
     }
 }
 
@@ -666,6 +763,39 @@ fn bad_input_gives_a_status_not_a_crash() {
             cyrsync_syncclient_execute(plan, cfg, &cbs, dir.c().as_ptr(), bad.as_ptr(), &mut res),
             CYRSYNC_STATUS_BAD_CHANNEL
         );
+        // a refused run leaves the plan usable: the retry runs it
+        let good = cs(b"ch");
+        assert_eq!(
+            cyrsync_syncclient_execute(plan, cfg, &cbs, dir.c().as_ptr(), good.as_ptr(), &mut res),
+            CYRSYNC_STATUS_OK
+        );
+        assert_eq!((res.items, res.done), (1, 1));
+        // a callbacks table of another header version is refused
+        for version in [0, CYRSYNC_SYNCCLIENT_CALLBACKS_VERSION + 1] {
+            let mut other = cbs;
+            other.version = version;
+            let mut p3 = ptr::null_mut();
+            assert_eq!(cyrsync_syncclient_plan_new(&mut p3), CYRSYNC_STATUS_OK);
+            assert_eq!(
+                cyrsync_syncclient_plan_add(p3, &other, t.as_ptr(), a.as_ptr(), ptr::null()),
+                CYRSYNC_STATUS_BAD_VERSION
+            );
+            assert_eq!(
+                cyrsync_syncclient_execute(p3, cfg, &other, ptr::null(), ptr::null(), &mut res),
+                CYRSYNC_STATUS_BAD_VERSION
+            );
+            assert_eq!(
+                cyrsync_syncclient_run_channel(
+                    cfg,
+                    &other,
+                    dir.c().as_ptr(),
+                    ptr::null(),
+                    &mut res
+                ),
+                CYRSYNC_STATUS_BAD_VERSION
+            );
+            cyrsync_syncclient_plan_free(p3);
+        }
         // plans run once
         let mut plan2 = ptr::null_mut();
         assert_eq!(cyrsync_syncclient_plan_new(&mut plan2), CYRSYNC_STATUS_OK);
@@ -698,7 +828,9 @@ fn plan_from_a_cyrsync_reader() {
     let mut m = Mock::default();
     let cfg = config(&mut m, CYRSYNC_LOCK_POLICY_DEFER);
     let cbs = callbacks(&mut m);
-    let content = b"USER u1\nSEEN u2 \"user.u2.my folder\"\nMAILBOX {9+}\r\nuser.u2.x\n";
+    // the line with an unterminated string is set aside by the reader and
+    // stepped over: the items after it are planned
+    let content = b"USER u1\nSEEN u2 \"user.u2.my folder\"\nMAILBOX \"user.u2.oops\nMAILBOX {9+}\r\nuser.u2.x\n";
     unsafe {
         let mut reader = ptr::null_mut();
         assert_eq!(
@@ -786,5 +918,91 @@ fn names_are_bytes_through_deferral() {
             .iter()
             .all(|i| i.kind == b"MAILBOX" && i.arg2.is_none()));
     }
+    free(cfg);
+}
+
+#[test]
+fn skipped_users_are_deferred_at_once_and_never_quarantined() {
+    // Cyrus 3.12's skipuser-<user> file makes the user's sync lock fail on
+    // every run: its items answer LOCKED for ever. They are deferred at
+    // once under every policy (no backoff wasted on them), never count as
+    // failures (policy A does not fail the run, nothing is quarantined),
+    // and the others are synced.
+    capture_log();
+    for ch in ["ch", ""] {
+        for policy in [
+            CYRSYNC_LOCK_POLICY_DEFER,
+            CYRSYNC_LOCK_POLICY_BACKOFF,
+            CYRSYNC_LOCK_POLICY_RETRY_LATER,
+            CYRSYNC_LOCK_POLICY_ABORT,
+        ] {
+            let what = format!("channel <{ch}> policy {policy}");
+            let dir = TempDir::new("sc-skip");
+            let mut m = Mock::default();
+            m.locked_until.insert("sk".into(), u64::MAX);
+            let cfg = config(&mut m, policy);
+            set_backoff(cfg);
+            unsafe { cyrsync_syncclient_config_set_quarantine_after(cfg, 1) };
+            std::fs::create_dir_all(channel_dir(&dir, ch)).unwrap();
+            std::fs::write(channel_dir(&dir, ch).join("skipuser-sk"), "").unwrap();
+            for pass in 0..3 {
+                if pass == 0 {
+                    write_log(
+                        &dir,
+                        ch,
+                        "MAILBOX user.sk\nUSER a\nQUOTA user.sk\nSEEN sk user.sk.x\n",
+                    );
+                }
+                let res = run_channel(&mut m, cfg, &dir, ch).unwrap();
+                assert!(!res.bailed, "{what} pass {pass}");
+                assert_eq!((res.deferred, res.retried), (3, 0), "{what}");
+                assert_eq!(res.quarantined, 0, "{what}");
+                assert_eq!(next_log(&dir, ch).len(), 3, "{what}");
+                assert!(!read(&dir, ch, "log-state").contains("failed "), "{what}");
+            }
+            assert_eq!(m.synced.get("USER a"), Some(&1), "{what}");
+            assert!(read(&dir, ch, "log-quarantine").is_empty(), "{what}");
+            assert!(logged(
+                "SYNCNOTICE: user skipped by its skipuser file, deferring its items user=<sk>"
+            ));
+            // the file removed: the next pass runs the items again
+            std::fs::remove_file(channel_dir(&dir, ch).join("skipuser-sk")).unwrap();
+            m.locked_until.clear();
+            let res = run_channel(&mut m, cfg, &dir, ch).unwrap();
+            assert_eq!((res.deferred, res.bailed), (0, false), "{what}");
+            assert_eq!(m.synced.get("QUOTA user.sk"), Some(&1), "{what}");
+            free(cfg);
+        }
+    }
+}
+
+#[test]
+fn run_channel_on_a_busy_channel_touches_nothing() {
+    // Another reader holds the channel (a second sync_client): the pass is
+    // refused with BUSY and the other's log-run and the new log are intact.
+    let dir = TempDir::new("sc-busy");
+    let mut m = Mock::default();
+    let cfg = config(&mut m, CYRSYNC_LOCK_POLICY_DEFER);
+    write_log(&dir, "ch", "USER a\n");
+    let ch = cs(b"ch");
+    unsafe {
+        let mut other = ptr::null_mut();
+        assert_eq!(
+            cyrsync_synclog_reader_new_channel(dir.c().as_ptr(), ch.as_ptr(), &mut other),
+            CYRSYNC_STATUS_OK
+        );
+        assert_eq!(cyrsync_synclog_reader_begin(other), CYRSYNC_STATUS_OK);
+        write_log(&dir, "ch", "USER b\n");
+        assert_eq!(
+            run_channel(&mut m, cfg, &dir, "ch").unwrap_err(),
+            CYRSYNC_STATUS_BUSY
+        );
+        assert!(m.calls.is_empty());
+        assert_eq!(read(&dir, "ch", "log-run"), "USER a\n");
+        assert_eq!(read(&dir, "ch", "log"), "USER b\n");
+        cyrsync_synclog_reader_free(other);
+    }
+    let res = run_channel(&mut m, cfg, &dir, "ch").unwrap();
+    assert_eq!((res.items, res.done), (1, 1), "the kept log-run first");
     free(cfg);
 }

@@ -38,6 +38,8 @@ pub struct Mock {
     /// mailbox -> former names.
     pub history: HashMap<String, Vec<String>>,
     pub sleeps: Vec<u64>,
+    /// Every operation answers LOCKED (names need not be UTF-8).
+    pub locked_all: bool,
 }
 
 pub fn userid_of(name: &str) -> Option<String> {
@@ -71,6 +73,9 @@ impl Mock {
         self.calls.push(line.clone());
         if let Some(&(reply, code)) = self.fail.get(&line) {
             return (reply, code);
+        }
+        if self.locked_all {
+            return (CYRSYNC_REPLY_LOCKED, LOCKED_CODE);
         }
         if user.as_deref().is_some_and(|u| self.is_locked(u)) {
             return (CYRSYNC_REPLY_LOCKED, LOCKED_CODE);
@@ -114,10 +119,11 @@ unsafe extern "C" fn mailboxes(
         return reply;
     }
     // like sync_do_mailboxes: lock every user first, all or nothing
-    if names
-        .iter()
-        .filter_map(|n| userid_of(n))
-        .any(|u| m.is_locked(&u))
+    if m.locked_all
+        || names
+            .iter()
+            .filter_map(|n| userid_of(n))
+            .any(|u| m.is_locked(&u))
     {
         unsafe { *error = LOCKED_CODE };
         return CYRSYNC_REPLY_LOCKED;
@@ -233,6 +239,7 @@ pub unsafe extern "C" fn virtual_sleep(ud: *mut c_void, micros: u64) {
 /// The callback table for `mock` (which must outlive its use).
 pub fn callbacks(mock: &mut Mock) -> cyrsync_syncclient_callbacks {
     cyrsync_syncclient_callbacks {
+        version: CYRSYNC_SYNCCLIENT_CALLBACKS_VERSION,
         userdata: (mock as *mut Mock).cast(),
         mailboxes: Some(mailboxes),
         quota: Some(quota),

@@ -10,7 +10,9 @@
 # sync_lock_policy (defer, backoff, retry_later, fail; default defer);
 # "fail" on channel chan runs the quarantine flow (test_quarantine:
 # sync_quarantine_after 2, then the admin replays log-quarantine).
-# CHANNEL is the sync_log channel (default chan); "backup" (3.6.x) runs
+# CHANNEL is the sync_log channel (default chan); "spin" runs
+# CyrsyncSpin.pm (rolling sync_client, no -1, every channel kind and
+# policy; vanilla or patched); "backup" (3.6.x) runs
 # CyrsyncBackupDeferral.pm instead: a backupd on channel backup, the
 # locked user's backup held by `ctl_backups lock`; "default" runs rolling
 # mode on the default channel (no -n), where C never defers and the
@@ -35,6 +37,15 @@ CHANNEL=${3:-chan}
 [ "$CHANNEL" = default ] && CHANNEL=
 TEST=CyrsyncDeferral.deferral
 [ "$CHANNEL" = backup ] && TEST=CyrsyncBackupDeferral.deferral
+# "spin": CyrsyncSpin.pm, a rolling sync_client (no -1) per channel and
+# policy while a user's lock is held 15 s; on a vanilla prefix it only
+# prints what Cyrus does (the loop), on a patched one it asserts
+if [ "$CHANNEL" = spin ]; then
+    TEST=CyrsyncSpin.spin
+    case "$PREFIX" in *-vanilla/*|*-vanilla) : "${CYRSYNC_SPIN_FLAVOUR:=vanilla}" ;; esac
+    : "${CYRSYNC_SPIN_FLAVOUR:=patched}"
+    export CYRSYNC_SPIN_FLAVOUR
+fi
 # policy fail: the quarantine flow (sync_quarantine_after 2)
 QUARANTINE=
 if [ "$POLICY" = fail ] && [ "$CHANNEL" = chan ]; then
