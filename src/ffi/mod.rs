@@ -205,6 +205,21 @@ pub extern "C" fn cyrsync_version() -> *const c_char {
     VERSION.as_ptr().cast()
 }
 
+/// `configdirectory` as a path: it must not be empty (an empty string
+/// would silently mean the current directory). Every entry point that
+/// takes one refuses it the same way.
+pub(crate) fn config_dir_path<'a>(
+    dir: &'a [u8],
+    context: &str,
+) -> Result<&'a std::path::Path, cyrsync_status> {
+    use std::os::unix::ffi::OsStrExt;
+    if dir.is_empty() {
+        ::log::error!("IOERROR: {context}: empty configdirectory");
+        return Err(cyrsync_status::InvalidArgument);
+    }
+    Ok(std::path::Path::new(std::ffi::OsStr::from_bytes(dir)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

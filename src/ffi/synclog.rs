@@ -150,16 +150,6 @@ fn report(context: &str, e: &Error) -> cyrsync_status {
     status_of_error(e)
 }
 
-/// `configdirectory` as a path: it must not be empty (an empty string
-/// would silently mean the current directory).
-fn config_dir_path<'a>(dir: &'a [u8], context: &str) -> Result<&'a Path, cyrsync_status> {
-    if dir.is_empty() {
-        log::error!("IOERROR: {context}: empty configdirectory");
-        return Err(cyrsync_status::InvalidArgument);
-    }
-    Ok(Path::new(OsStr::from_bytes(dir)))
-}
-
 fn status_of(context: &str, r: Result<(), Error>) -> cyrsync_status {
     match r {
         Ok(()) => cyrsync_status::Ok,
@@ -204,7 +194,7 @@ pub extern "C" fn cyrsync_synclog_new(
             log::error!("IOERROR: cyrsync_synclog_new: unknown flags flags=<{flags:#x}>");
             return cyrsync_status::InvalidArgument;
         }
-        let config_dir = match config_dir_path(config_dir, "cyrsync_synclog_new") {
+        let config_dir = match super::config_dir_path(config_dir, "cyrsync_synclog_new") {
             Ok(dir) => dir,
             Err(status) => return status,
         };
@@ -433,10 +423,11 @@ pub extern "C" fn cyrsync_synclog_reader_new_channel(
         if out.is_null() {
             return super::null_parameter("out");
         }
-        let config_dir = match config_dir_path(config_dir, "cyrsync_synclog_reader_new_channel") {
-            Ok(dir) => dir,
-            Err(status) => return status,
-        };
+        let config_dir =
+            match super::config_dir_path(config_dir, "cyrsync_synclog_reader_new_channel") {
+                Ok(dir) => dir,
+                Err(status) => return status,
+            };
         let channel = unsafe { opt_bytes(channel) };
         match Reader::for_channel(config_dir, channel) {
             Ok(r) => new_reader(r, out),

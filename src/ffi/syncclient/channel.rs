@@ -2,9 +2,7 @@
 //! without a reader of their own (the Rust API's
 //! [`crate::syncclient::run_channel`]).
 
-use std::ffi::{c_char, OsStr};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::ffi::c_char;
 
 use super::super::{cyrsync_status, ffi_boundary, set_out, try_bytes, try_ref};
 use super::{
@@ -40,8 +38,13 @@ pub extern "C" fn cyrsync_syncclient_run_channel(
             Err(s) => return s,
         };
         let config_dir = try_bytes!(config_dir);
+        let config_dir =
+            match super::super::config_dir_path(config_dir, "cyrsync_syncclient_run_channel") {
+                Ok(dir) => dir,
+                Err(status) => return status,
+            };
         let channel = unsafe { super::super::c_bytes(channel) }.unwrap_or(b"");
-        let channel = Channel::new(Path::new(OsStr::from_bytes(config_dir)), channel);
+        let channel = Channel::new(config_dir, channel);
         let mut host = Host::new(cbs);
         let mut clock = config.clock();
         match run_channel(channel, &mut host, clock.as_mut(), config.settings()) {

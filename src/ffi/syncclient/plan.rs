@@ -206,6 +206,11 @@ pub extern "C" fn cyrsync_syncclient_execute(
         if channel.is_some() && config_dir.is_none() {
             return super::super::null_parameter("config_dir");
         }
+        if let (Some(_), Some(dir)) = (channel, config_dir) {
+            if let Err(status) = super::super::config_dir_path(dir, "cyrsync_syncclient_execute") {
+                return status;
+            }
+        }
         if state.executed {
             log::error!("IOERROR: cyrsync_syncclient_execute: plan already executed");
             return cyrsync_status::BadState;

@@ -756,6 +756,16 @@ fn bad_input_gives_a_status_not_a_crash() {
             cyrsync_syncclient_execute(plan, cfg, &cbs, ptr::null(), ch.as_ptr(), &mut res),
             CYRSYNC_STATUS_NULL_PARAMETER
         );
+        // an empty configdirectory would mean the current directory
+        let empty = cs(b"");
+        assert_eq!(
+            cyrsync_syncclient_execute(plan, cfg, &cbs, empty.as_ptr(), ch.as_ptr(), &mut res),
+            CYRSYNC_STATUS_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            cyrsync_syncclient_run_channel(cfg, &cbs, empty.as_ptr(), ch.as_ptr(), &mut res),
+            CYRSYNC_STATUS_INVALID_ARGUMENT
+        );
         // a bad channel name
         let dir = TempDir::new("sc-bad");
         let bad = cs(b"a/b");
