@@ -326,33 +326,9 @@ pub(crate) fn scan_maps(path: &Path, ours: FileId, inodes: Option<&[u64]>) -> Ma
     let Some(name) = path.to_str() else {
         return out;
     };
-    let me = kernel::getpid();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
     let mut at_our_path: Vec<u64> = Vec::new();
     let mut elsewhere: Vec<u64> = Vec::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(maps) = std::fs::read(format!("/proc/{pid}/maps")) else {
-            continue;
-        };
-        // Most processes map no barrier at all: a byte search first.
-        if !maps
-            .windows(super::FILE_NAME.len())
-            .any(|w| w == super::FILE_NAME.as_bytes())
-        {
-            continue;
-        }
+    for (pid, maps) in maps_naming(super::FILE_NAME.as_bytes()) {
         let maps = String::from_utf8_lossy(&maps);
         let mut old = false;
         for line in maps.lines() {
@@ -396,33 +372,30 @@ fn mappers_of(path: &Path, id: FileId) -> Vec<u32> {
     let Some(name) = path.to_str() else {
         return Vec::new();
     };
+    maps_naming(name.as_bytes())
+        .filter(|(_, maps)| {
+            String::from_utf8_lossy(maps).lines().any(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                f.len() >= 6 && f[5] == name && f[4].parse::<u64>().ok() == Some(id.ino)
+            })
+        })
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// The `/proc/<pid>/maps` of every other process this one may read whose
+/// maps mention `needle` (most processes map no barrier at all: a byte
+/// search skips them cheaply).
+fn maps_naming(needle: &[u8]) -> impl Iterator<Item = (u32, Vec<u8>)> + '_ {
     let me = kernel::getpid();
-    let mut pids = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
-            continue;
-        };
-        if maps.lines().any(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            f.len() >= 6 && f[5] == name && f[4].parse::<u64>().ok() == Some(id.ino)
-        }) {
-            pids.push(pid);
-        }
-    }
-    pids
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(move |&pid| pid != me)
+        .filter_map(|pid| Some((pid, std::fs::read(format!("/proc/{pid}/maps")).ok()?)))
+        .filter(move |(_, maps)| maps.windows(needle.len()).any(|w| w == needle))
 }
 
 /// What [`reset`] did.
