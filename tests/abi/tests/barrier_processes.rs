@@ -92,7 +92,7 @@ fn spin_for(ns: u64) {
 
 #[test]
 fn barrier_with_real_processes() {
-    let scenarios: [(&str, fn()); 8] = [
+    let scenarios: [(&str, fn()); 10] = [
         (
             "no writer inside a consistent freeze",
             no_writer_inside_a_consistent_freeze,
@@ -118,6 +118,14 @@ fn barrier_with_real_processes() {
         (
             "parent killed inside, forked child lives on",
             parent_killed_child_lives_on,
+        ),
+        (
+            "enter with a timeout gives up and leaves nothing",
+            enter_timeout_gives_up_and_leaves_nothing,
+        ),
+        (
+            "enter with a timeout: the freeze's bound, nesting",
+            enter_timeout_bound_and_nesting,
         ),
     ];
     for (name, run) in scenarios {
@@ -620,7 +628,6 @@ fn parent_killed_child_lives_on() {
 /// its timeout, leaves nothing behind (not inside, the freeze stays
 /// consistent), a timeout of 0 never sleeps, and a long enough timeout goes
 /// in at the thaw.
-#[test]
 fn enter_timeout_gives_up_and_leaves_nothing() {
     let dir = TempDir::new("barrier-timeout");
     // Two slots: the freezer (this process) and writer 0; writer 1 is
@@ -701,7 +708,7 @@ fn enter_timeout_gives_up_and_leaves_nothing() {
             entry.saturating_sub(sh.at(1).load(SeqCst)) / 1_000_000
         );
         assert!(
-            (200_000_000..1_000_000_000).contains(&timed_out),
+            (200_000_000..3_000_000_000).contains(&timed_out),
             "writer {w}: a 200 ms timeout gave up after {timed_out} ns"
         );
         assert!(zero < 50_000_000, "writer {w}: a 0 timeout slept {zero} ns");
@@ -718,7 +725,6 @@ fn enter_timeout_gives_up_and_leaves_nothing() {
 /// in as a plain enter would (OK) and the verdict says not consistent. And a
 /// process that already holds the barrier nests at once while a freeze
 /// drains, even with a timeout of 0.
-#[test]
 fn enter_timeout_bound_and_nesting() {
     let dir = TempDir::new("barrier-timeout-bound");
     let freezer = open(&dir, 0);
@@ -757,10 +763,9 @@ fn enter_timeout_bound_and_nesting() {
         "  own bound 300 ms, timeout 20 s: went in after {} ms, verdict {verdict}",
         waited / 1_000_000
     );
-    assert!(
-        (250_000_000..3_000_000_000).contains(&waited),
-        "waited {waited} ns"
-    );
+    // The bound counts from the freeze's start, before the child noticed
+    // it: no lower bound on a loaded machine, only "well before 20 s".
+    assert!(waited < 3_000_000_000, "waited {waited} ns");
     assert!(
         verdict == CYRSYNC_STATUS_BARRIER_BREACHED || verdict == CYRSYNC_STATUS_BARRIER_EXPIRED,
         "verdict {verdict}"
