@@ -172,6 +172,15 @@ pub fn channel_metrics(m: &mut Exposition, name: Option<&[u8]>, r: Result<&Chann
     for (name, help, v) in gauges {
         m.sample(name, "gauge", help, &ch, v);
     }
+    for (kind, n) in &r.quarantine_reasons {
+        m.sample(
+            "cyrus_sync_quarantined_items_by_reason",
+            "gauge",
+            "Items in log-quarantine by why they were set aside (locked, invalid_user, error, not_user_mailbox; failed_runs: not recorded). Reasons with no item are left out.",
+            &format!("{ch},reason=\"{}\"", kind.word()),
+            *n,
+        );
+    }
     let t = &r.state.totals;
     let counters: [(&'static str, &'static str, u64); 7] = [
         (
