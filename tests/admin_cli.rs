@@ -749,15 +749,95 @@ fn metrics_parse_as_prometheus_text() {
     assert_eq!(value(&m, "cyrus_barrier_readable", &[]), Some(1.0));
     assert_eq!(value(&m, "cyrus_barrier_frozen", &[]), Some(0.0));
     assert_eq!(value(&m, "cyrus_barrier_live_slots", &[]), Some(1.0));
-    assert_eq!(value(&m, "cyrus_barrier_freezes_total", &[]), Some(0.0));
+    for verdict in [
+        "consistent",
+        "breached",
+        "expired",
+        "lost",
+        "replaced",
+        "drain_timeout",
+    ] {
+        let v = [("verdict", verdict)];
+        assert_eq!(value(&m, "cyrus_barrier_freezes_total", &v), Some(0.0));
+    }
+    assert_eq!(
+        value(&m, "cyrus_barrier_writer_wait_max_seconds", &[]),
+        Some(0.0)
+    );
     let token = b.freeze(Duration::from_secs(10)).unwrap();
     let m = parse_metrics(&stdout(&cyrsync(&["metrics", "-C", s.conf()])));
     assert_eq!(value(&m, "cyrus_barrier_frozen", &[]), Some(1.0));
     assert!(b.thaw(token).unwrap().consistent());
     let m = parse_metrics(&stdout(&cyrsync(&["metrics", "-C", s.conf()])));
     assert_eq!(value(&m, "cyrus_barrier_frozen", &[]), Some(0.0));
-    assert_eq!(value(&m, "cyrus_barrier_freezes_total", &[]), Some(1.0));
+    let consistent = [("verdict", "consistent")];
+    assert_eq!(
+        value(&m, "cyrus_barrier_freezes_total", &consistent),
+        Some(1.0)
+    );
     assert_eq!(value(&m, "cyrus_barrier_breaches_total", &[]), Some(0.0));
+
+    // A freeze a writer waits for (another handle: another slot), and one
+    // writers do not drain for.
+    let lock = s.root.join("lock");
+    let writer = Barrier::open(&lock, Duration::from_secs(5)).unwrap();
+    let token = b.freeze(Duration::from_secs(10)).unwrap();
+    let writer = &writer;
+    std::thread::scope(|sc| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = sc.spawn(move || {
+            tx.send(()).unwrap();
+            writer.enter().unwrap();
+            writer.leave().unwrap();
+        });
+        rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(b.thaw(token).unwrap().consistent());
+        w.join().unwrap();
+    });
+    writer.enter().unwrap();
+    assert!(b.freeze(Duration::from_millis(50)).is_err());
+    writer.leave().unwrap();
+    let m = parse_metrics(&stdout(&cyrsync(&["metrics", "-C", s.conf()])));
+    assert_eq!(
+        value(&m, "cyrus_barrier_freezes_total", &consistent),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "cyrus_barrier_freezes_total",
+            &[("verdict", "drain_timeout")]
+        ),
+        Some(1.0)
+    );
+    let wait = value(&m, "cyrus_barrier_writer_wait_max_seconds", &[]).unwrap();
+    assert!((0.1..10.0).contains(&wait), "{wait}");
+    // ... and barrier status --json, against the schema.
+    let o = cyrsync(&["barrier", "status", "-C", s.conf(), "--json"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    check_schema(&doc);
+    assert_eq!(doc["schema"], "cyrsync-barrier-status");
+    assert_eq!(
+        doc["verdicts"],
+        serde_json::json!({"consistent": 2, "breached": 0, "expired": 0, "lost": 0,
+                           "replaced": 0, "drain_timeout": 1})
+    );
+    assert_eq!(doc["freezes"], 2);
+    let ms = doc["writer_wait_max_ms"].as_u64().unwrap();
+    assert!(ms >= 100 && ms as f64 >= wait * 1000.0, "{ms} {wait}");
+    let text = stdout(&cyrsync(&["barrier", "status", "-C", s.conf()]));
+    assert!(
+        text.contains(
+            "verdicts: consistent 2, breached 0, expired 0, lost 0, replaced 0, drain_timeout 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("longest writer wait: {ms} ms")),
+        "{text}"
+    );
 
     // Named channels, one with quotes and backslashes, and one unreadable.
     std::fs::create_dir(s.root.join("sync/bad")).unwrap();
