@@ -274,3 +274,28 @@ fn freezes_are_counted_by_verdict_and_the_longest_writer_wait_is_kept() {
     assert_eq!(lost.kind(), VerdictKind::Lost);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_writer_that_gives_up_on_a_freeze_records_its_wait() {
+    let dir = tmpdir("waitgiveup");
+    let w = Barrier::open(&dir, Duration::from_secs(5)).unwrap();
+    let f = Barrier::open(&dir, DEFAULT_MAX_FREEZE).unwrap();
+    let token = f.freeze(Duration::from_secs(10)).unwrap();
+    // Zero: does not wait at all, records nothing.
+    assert!(matches!(
+        w.enter_timeout(Duration::ZERO),
+        Err(BarrierError::Frozen { .. })
+    ));
+    assert_eq!(f.status().unwrap().writer_wait_max, Duration::ZERO);
+    assert!(matches!(
+        w.enter_timeout(Duration::from_millis(80)),
+        Err(BarrierError::Frozen { .. })
+    ));
+    let waited = f.status().unwrap().writer_wait_max;
+    assert!(
+        waited >= Duration::from_millis(80) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    assert!(f.thaw(token).unwrap().consistent());
+    let _ = std::fs::remove_dir_all(&dir);
+}
