@@ -236,8 +236,12 @@ fn show_json_matches_the_schema_and_the_files() {
     state.push(0xe9);
     state.extend_from_slice(
         format!(
-            "\nfailed 2 UNMAILBOX shared.bad\nquarantined {} USER z\nruns 7 2 40 4 1 3 1\nlast-run {} 0 0 5 1 0 2 0\n",
+            "\nfailed 2 UNMAILBOX shared.bad\nquarantined {} USER z\n\
+             quarantine-reason {} locked -1904 Mailbox%20is%20locked USER z\n\
+             quarantined {} USER y\nruns 7 2 40 4 1 3 1\nlast-run {} 0 0 5 1 0 2 0\n",
             t - 300,
+            t - 300,
+            t - 200,
             t - 60
         )
         .as_bytes(),
@@ -277,6 +281,25 @@ fn show_json_matches_the_schema_and_the_files() {
     assert_eq!(c["quarantine"]["items"], 2);
     assert_eq!(c["quarantine"]["recent"][0]["record"], "USER z");
     assert_eq!(c["quarantine"]["recent"][0]["time"], t - 300);
+    // why: the executor's reason, code and text; y's state predates reasons
+    let z = &c["quarantine"]["recent"][0];
+    assert_eq!(
+        (&z["reason"], &z["error"], &z["error_text"]),
+        (
+            &Value::from("locked"),
+            &Value::from(-1904),
+            &Value::from("Mailbox is locked")
+        )
+    );
+    let y = &c["quarantine"]["recent"][1];
+    assert_eq!(
+        (&y["reason"], &y["error"], &y["error_text"]),
+        (&Value::from("failed_runs"), &Value::from(0), &Value::Null)
+    );
+    assert_eq!(
+        c["quarantine"]["by_reason"],
+        serde_json::json!({"locked": 1, "failed_runs": 1})
+    );
     assert_eq!(c["set_aside"]["lines"], 1);
     assert_eq!(c["skipped_users"], serde_json::json!([]));
     assert_eq!(c["last_run"]["completed"], true);
@@ -320,6 +343,9 @@ fn show_json_matches_the_schema_and_the_files() {
     assert!(validate(&sch, &sch, &bad, "$").is_err());
     let mut bad = doc.clone();
     bad["channels"][0]["pending"]["items"] = Value::from("3");
+    assert!(validate(&sch, &sch, &bad, "$").is_err());
+    let mut bad = doc.clone();
+    bad["channels"][0]["quarantine"]["recent"][0]["reason"] = Value::from("cosmic_rays");
     assert!(validate(&sch, &sch, &bad, "$").is_err());
     let mut bad = doc;
     bad["version"] = Value::from(2);
@@ -465,11 +491,22 @@ fn check_exit_statuses_for_each_threshold() {
     s.write("log-state", b"");
     assert_eq!(check(&s, &[]).0, 0);
 
-    // Quarantined items: any warns by default; --crit-quarantined N.
+    // Quarantined items: any warns by default; --crit-quarantined N. The
+    // line says why (z's reason is in the state, y's is not recorded).
     s.write("log-quarantine", b"USER z\nUSER y\n");
+    s.write(
+        "log-state",
+        format!(
+            "quarantined {t} USER z\nquarantine-reason {t} locked -1904 Mailbox%20is%20locked USER z\n"
+        )
+        .as_bytes(),
+    );
     let (c, line) = check(&s, &[]);
     assert_eq!(c, 1, "{line}");
-    assert!(line.contains("ch: quarantined 2 > 0"), "{line}");
+    assert!(
+        line.contains("ch: quarantined 2 > 0 (locked 1, failed_runs 1)"),
+        "{line}"
+    );
     assert!(perfdata(&line).contains(&(
         "ch_quarantined".into(),
         2,
@@ -616,6 +653,14 @@ fn metrics_parse_as_prometheus_text() {
         .as_bytes(),
     );
     s.write("log-quarantine", b"USER z\n");
+    std::fs::write(
+        s.ch.join("log-state"),
+        format!(
+            "{}quarantined {t} USER z\nquarantine-reason {t} error -1907 - USER z\n",
+            std::fs::read_to_string(s.ch.join("log-state")).unwrap()
+        ),
+    )
+    .unwrap();
     // a channel whose name needs escaping in a label value
     let odd = s.root.join("sync/o\"d\\d");
     std::fs::create_dir_all(&odd).unwrap();
@@ -646,6 +691,22 @@ fn metrics_parse_as_prometheus_text() {
     assert!(value(&m, "cyrus_sync_oldest_deferred_age_seconds", &ch).unwrap() >= 500.0);
     assert_eq!(value(&m, "cyrus_sync_failing_items", &ch), Some(1.0));
     assert_eq!(value(&m, "cyrus_sync_quarantined_items", &ch), Some(1.0));
+    assert_eq!(
+        value(
+            &m,
+            "cyrus_sync_quarantined_items_by_reason",
+            &[("channel", "ch"), ("reason", "error")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "cyrus_sync_quarantined_items_by_reason",
+            &[("channel", "ch"), ("reason", "locked")]
+        ),
+        None
+    );
     assert_eq!(value(&m, "cyrus_sync_runs_total", &ch), Some(9.0));
     assert_eq!(value(&m, "cyrus_sync_bailouts_total", &ch), Some(3.0));
     assert_eq!(value(&m, "cyrus_sync_items_synced_total", &ch), Some(50.0));
@@ -688,15 +749,95 @@ fn metrics_parse_as_prometheus_text() {
     assert_eq!(value(&m, "cyrus_barrier_readable", &[]), Some(1.0));
     assert_eq!(value(&m, "cyrus_barrier_frozen", &[]), Some(0.0));
     assert_eq!(value(&m, "cyrus_barrier_live_slots", &[]), Some(1.0));
-    assert_eq!(value(&m, "cyrus_barrier_freezes_total", &[]), Some(0.0));
+    for verdict in [
+        "consistent",
+        "breached",
+        "expired",
+        "lost",
+        "replaced",
+        "drain_timeout",
+    ] {
+        let v = [("verdict", verdict)];
+        assert_eq!(value(&m, "cyrus_barrier_freezes_total", &v), Some(0.0));
+    }
+    assert_eq!(
+        value(&m, "cyrus_barrier_writer_wait_max_seconds", &[]),
+        Some(0.0)
+    );
     let token = b.freeze(Duration::from_secs(10)).unwrap();
     let m = parse_metrics(&stdout(&cyrsync(&["metrics", "-C", s.conf()])));
     assert_eq!(value(&m, "cyrus_barrier_frozen", &[]), Some(1.0));
     assert!(b.thaw(token).unwrap().consistent());
     let m = parse_metrics(&stdout(&cyrsync(&["metrics", "-C", s.conf()])));
     assert_eq!(value(&m, "cyrus_barrier_frozen", &[]), Some(0.0));
-    assert_eq!(value(&m, "cyrus_barrier_freezes_total", &[]), Some(1.0));
+    let consistent = [("verdict", "consistent")];
+    assert_eq!(
+        value(&m, "cyrus_barrier_freezes_total", &consistent),
+        Some(1.0)
+    );
     assert_eq!(value(&m, "cyrus_barrier_breaches_total", &[]), Some(0.0));
+
+    // A freeze a writer waits for (another handle: another slot), and one
+    // writers do not drain for.
+    let lock = s.root.join("lock");
+    let writer = Barrier::open(&lock, Duration::from_secs(5)).unwrap();
+    let token = b.freeze(Duration::from_secs(10)).unwrap();
+    let writer = &writer;
+    std::thread::scope(|sc| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = sc.spawn(move || {
+            tx.send(()).unwrap();
+            writer.enter().unwrap();
+            writer.leave().unwrap();
+        });
+        rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(b.thaw(token).unwrap().consistent());
+        w.join().unwrap();
+    });
+    writer.enter().unwrap();
+    assert!(b.freeze(Duration::from_millis(50)).is_err());
+    writer.leave().unwrap();
+    let m = parse_metrics(&stdout(&cyrsync(&["metrics", "-C", s.conf()])));
+    assert_eq!(
+        value(&m, "cyrus_barrier_freezes_total", &consistent),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "cyrus_barrier_freezes_total",
+            &[("verdict", "drain_timeout")]
+        ),
+        Some(1.0)
+    );
+    let wait = value(&m, "cyrus_barrier_writer_wait_max_seconds", &[]).unwrap();
+    assert!((0.1..10.0).contains(&wait), "{wait}");
+    // ... and barrier status --json, against the schema.
+    let o = cyrsync(&["barrier", "status", "-C", s.conf(), "--json"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    check_schema(&doc);
+    assert_eq!(doc["schema"], "cyrsync-barrier-status");
+    assert_eq!(
+        doc["verdicts"],
+        serde_json::json!({"consistent": 2, "breached": 0, "expired": 0, "lost": 0,
+                           "replaced": 0, "drain_timeout": 1})
+    );
+    assert_eq!(doc["freezes"], 2);
+    let ms = doc["writer_wait_max_ms"].as_u64().unwrap();
+    assert!(ms >= 100 && ms as f64 >= wait * 1000.0, "{ms} {wait}");
+    let text = stdout(&cyrsync(&["barrier", "status", "-C", s.conf()]));
+    assert!(
+        text.contains(
+            "verdicts: consistent 2, breached 0, expired 0, lost 0, replaced 0, drain_timeout 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("longest writer wait: {ms} ms")),
+        "{text}"
+    );
 
     // Named channels, one with quotes and backslashes, and one unreadable.
     std::fs::create_dir(s.root.join("sync/bad")).unwrap();

@@ -48,6 +48,13 @@ pub(crate) const OFF_BREACHES: usize = 216;
 pub(crate) const OFF_FREEZES: usize = 224;
 /// Processes without a slot that are inside (the overflow path).
 pub(crate) const OFF_OVERFLOW: usize = 256;
+/// Freezes by verdict (cumulative), one u64 each in [`super::VerdictKind`] order,
+/// on a cache line of their own: only freezers write them, after a freeze
+/// (never a writer's fast path).
+pub(crate) const OFF_VERDICTS: usize = 320;
+/// The longest a writer waited for a freeze, in ns (cumulative maximum;
+/// written by writers that waited, with `fetch_max`).
+pub(crate) const OFF_WRITER_WAIT_MAX: usize = 368;
 
 /// Within a slot: the word (HELD | depth), the owner's pid, its start time.
 pub(crate) const SLOT_WORD: usize = 0;
@@ -497,6 +504,14 @@ impl Table {
     #[inline]
     pub(crate) fn hdr64(&self, offset: usize) -> &std::sync::atomic::AtomicU64 {
         self.map.u64_at(offset)
+    }
+    /// The count of freezes with verdict `v`.
+    pub(crate) fn verdict_count(&self, v: super::VerdictKind) -> &std::sync::atomic::AtomicU64 {
+        self.map.u64_at(OFF_VERDICTS + 8 * v as usize)
+    }
+    /// The longest writer wait so far, in ns.
+    pub(crate) fn writer_wait_max(&self) -> &std::sync::atomic::AtomicU64 {
+        self.map.u64_at(OFF_WRITER_WAIT_MAX)
     }
 
     /// Whether the process recorded in slot `index` (pid and start time) is

@@ -32,6 +32,14 @@
 //!    216     8  breaches: writers that went in past the bound (cumulative)
 //!    224     8  freezes: completed freeze() calls (cumulative)
 //!    256     4  overflow: processes without a slot that are inside
+//!    320     8  freezes with verdict consistent (cumulative; these six
+//!    328     8    breached      are counted by the freezer at its thaw,
+//!    336     8    expired       or at freeze() for drain_timeout; a
+//!    344     8    lost          freezer that dies before its thaw gives
+//!    352     8    replaced      no verdict)
+//!    360     8    drain_timeout
+//!    368     8  longest writer wait for a freeze, ns (cumulative maximum,
+//!               fetch_max by each writer that waited)
 //!   4096 + 64*i slot i:
 //!      +0     4  word: bit 31 HELD, bits 0..31 depth; depth 1 without HELD
 //!                 is a thread of that process in the middle of entering
@@ -375,11 +383,72 @@ pub struct Status {
     pub remaining: Option<Duration>,
     pub breaches: u64,
     pub freezes: u64,
+    /// Freezes by how they ended (cumulative).
+    pub verdicts: VerdictCounts,
+    /// The longest any writer waited for a freeze (cumulative maximum).
+    pub writer_wait_max: Duration,
     pub slot_count: u32,
     /// Processes without a slot (overflow path) inside now.
     pub overflow_inside: u32,
     /// Slots owned by a live process, or holding a nonzero depth.
     pub slots: Vec<SlotInfo>,
+}
+
+/// How a freeze ended, in one word: what the barrier file counts (see
+/// [`Status::verdicts`]). The order is the layout's (`OFF_VERDICTS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VerdictKind {
+    /// Thawed, and it held: no writer went in, the bound held.
+    Consistent = 0,
+    /// Writers went in during the freeze (past their bound).
+    Breached = 1,
+    /// Thawed after its deadline (no writer went in meanwhile).
+    Expired = 2,
+    /// Taken over or cleared by someone else before the thaw.
+    Lost = 3,
+    /// The barrier file was removed or replaced under the freeze.
+    Replaced = 4,
+    /// Writers did not drain before the deadline: freeze() failed.
+    DrainTimeout = 5,
+}
+
+impl VerdictKind {
+    /// Every kind, in the layout's order. (A function, not an associated
+    /// const: cbindgen would put the type in the C header.)
+    pub fn all() -> [VerdictKind; 6] {
+        use VerdictKind::*;
+        [Consistent, Breached, Expired, Lost, Replaced, DrainTimeout]
+    }
+
+    /// The word in `cyrsync barrier status` and metrics labels.
+    pub fn word(self) -> &'static str {
+        match self {
+            VerdictKind::Consistent => "consistent",
+            VerdictKind::Breached => "breached",
+            VerdictKind::Expired => "expired",
+            VerdictKind::Lost => "lost",
+            VerdictKind::Replaced => "replaced",
+            VerdictKind::DrainTimeout => "drain_timeout",
+        }
+    }
+}
+
+/// Freezes counted by verdict since the barrier file was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerdictCounts {
+    counts: [u64; 6],
+}
+
+impl VerdictCounts {
+    /// How many freezes ended so.
+    pub fn get(&self, kind: VerdictKind) -> u64 {
+        self.counts[kind as usize]
+    }
+
+    /// Every kind with its count, in [`VerdictKind::all`]'s order.
+    pub fn iter(&self) -> impl Iterator<Item = (VerdictKind, u64)> + '_ {
+        VerdictKind::all().into_iter().map(|k| (k, self.get(k)))
+    }
 }
 
 /// What a freeze recorded, for its verdict.
@@ -464,6 +533,22 @@ impl Verdict {
     /// No writer went in and the bound held: the snapshot is consistent.
     pub fn consistent(&self) -> bool {
         !self.expired && self.breaches == 0 && !self.lost && self.replaced.is_none()
+    }
+
+    /// The verdict in one word (what the barrier file counts): the first
+    /// of replaced, lost, breached, expired that applies, else consistent.
+    pub fn kind(&self) -> VerdictKind {
+        if self.replaced.is_some() {
+            VerdictKind::Replaced
+        } else if self.lost {
+            VerdictKind::Lost
+        } else if self.breaches > 0 {
+            VerdictKind::Breached
+        } else if self.expired {
+            VerdictKind::Expired
+        } else {
+            VerdictKind::Consistent
+        }
     }
 
     /// Why the freeze is inconsistent, in a few words (None if consistent).
@@ -593,6 +678,10 @@ fn status_of(
         remaining: frozen.then(|| Duration::from_nanos(deadline.saturating_sub(now))),
         breaches: t.hdr64(OFF_BREACHES).load(SeqCst),
         freezes: t.hdr64(OFF_FREEZES).load(SeqCst),
+        verdicts: VerdictCounts {
+            counts: VerdictKind::all().map(|k| t.verdict_count(k).load(Relaxed)),
+        },
+        writer_wait_max: Duration::from_nanos(t.writer_wait_max().load(Relaxed)),
         slot_count: t.slot_count,
         overflow_inside,
         slots,
@@ -869,17 +958,22 @@ impl Barrier {
             .min(start.saturating_add(own));
         if now >= deadline {
             self.expire(freeze, start, now);
+            t.writer_wait_max().fetch_max(now - start, Relaxed);
             return Waited::BoundRanOut;
         }
         let mut until = deadline;
         if let Some(limit) = limit {
             let mine = start.saturating_add(nanos(limit));
             if now >= mine {
+                t.writer_wait_max().fetch_max(now - start, Relaxed);
                 return Waited::TimedOut(Duration::from_nanos(now - start));
             }
             until = until.min(mine);
         }
         kernel::futex_wait(t.freeze_word(), freeze, Duration::from_nanos(until - now));
+        // This writer waited (never the fast path): the longest wait.
+        let waited = kernel::monotonic_ns().saturating_sub(start);
+        t.writer_wait_max().fetch_max(waited, Relaxed);
         Waited::Woken
     }
 
@@ -1184,6 +1278,8 @@ impl Barrier {
                 });
             }
             if now >= deadline {
+                t.verdict_count(VerdictKind::DrainTimeout)
+                    .fetch_add(1, Relaxed);
                 self.unfreeze(frozen);
                 self.my_freeze.store(0, SeqCst);
                 let _ = kernel::ofd_unlock(fd, LOCK_FREEZER);
@@ -1323,14 +1419,16 @@ impl Barrier {
         if let Ok(fd) = self.state().and_then(|s| self.own_fd(s)) {
             let _ = kernel::ofd_unlock(fd, LOCK_FREEZER);
         }
-        Verdict {
+        let verdict = Verdict {
             expired,
             breaches,
             lost,
             replaced,
             frozen_for: Duration::from_nanos(now - data.started_ns),
             drain_time: Duration::from_nanos(data.drained_ns - data.started_ns),
-        }
+        };
+        t.verdict_count(verdict.kind()).fetch_add(1, Relaxed);
+        verdict
     }
 
     /// The shared state, for `cyrsync barrier status` and monitoring.

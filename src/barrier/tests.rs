@@ -172,3 +172,130 @@ fn root_creates_the_file_for_the_lock_directory_owner() {
     drop(barrier);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn freezes_are_counted_by_verdict_and_the_longest_writer_wait_is_kept() {
+    use std::sync::{mpsc, Arc};
+    let dir = tmpdir("verdicts");
+    let w = Arc::new(Barrier::open(&dir, Duration::from_secs(5)).unwrap());
+    let f = Barrier::open(&dir, DEFAULT_MAX_FREEZE).unwrap();
+    let st = inspect(&dir).unwrap();
+    assert_eq!(st.verdicts, VerdictCounts::default());
+    assert_eq!(st.writer_wait_max, Duration::ZERO);
+    // No freeze: the fast path records nothing.
+    w.enter().unwrap();
+    w.leave().unwrap();
+    assert_eq!(inspect(&dir).unwrap().writer_wait_max, Duration::ZERO);
+
+    // Consistent, a writer waiting for the thaw meanwhile.
+    let token = f.freeze(Duration::from_secs(10)).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let w2 = w.clone();
+    let writer = std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        tx.send(()).unwrap();
+        let e = w2.enter().unwrap();
+        w2.leave().unwrap();
+        (e, start.elapsed())
+    });
+    rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let v = f.thaw(token).unwrap();
+    let (entered, took) = writer.join().unwrap();
+    assert!(v.consistent(), "{v:?}");
+    assert_eq!(
+        (v.kind(), entered),
+        (VerdictKind::Consistent, Entered::Entered)
+    );
+    let st = inspect(&dir).unwrap();
+    assert_eq!(st.verdicts.get(VerdictKind::Consistent), 1);
+    assert!(
+        st.writer_wait_max >= Duration::from_millis(100) && st.writer_wait_max <= took,
+        "{:?} (the writer took {took:?})",
+        st.writer_wait_max
+    );
+    let first_wait = st.writer_wait_max;
+
+    // Breached: a writer with a 300 ms bound goes in during a long freeze;
+    // its wait (its bound) is the new longest.
+    let short = Barrier::open(&dir, Duration::from_millis(300)).unwrap();
+    let token = f.freeze(Duration::from_secs(10)).unwrap();
+    assert_eq!(short.enter().unwrap(), Entered::Breached);
+    short.leave().unwrap();
+    let v = f.thaw(token).unwrap();
+    assert_eq!(v.kind(), VerdictKind::Breached);
+    let st = inspect(&dir).unwrap();
+    assert!(st.writer_wait_max >= first_wait.max(Duration::from_millis(250)));
+
+    // Expired: held past its bound, nobody went in.
+    let token = f.freeze(Duration::from_millis(30)).unwrap();
+    std::thread::sleep(Duration::from_millis(80));
+    assert_eq!(f.thaw(token).unwrap().kind(), VerdictKind::Expired);
+
+    // Drain timeout: a writer inside that does not leave in time.
+    w.enter().unwrap();
+    assert!(matches!(
+        f.freeze(Duration::from_millis(50)),
+        Err(BarrierError::DrainTimeout { .. })
+    ));
+    w.leave().unwrap();
+
+    let st = inspect(&dir).unwrap();
+    let counts: Vec<(&str, u64)> = st.verdicts.iter().map(|(k, n)| (k.word(), n)).collect();
+    assert_eq!(
+        counts,
+        [
+            ("consistent", 1),
+            ("breached", 1),
+            ("expired", 1),
+            ("lost", 0),
+            ("replaced", 0),
+            ("drain_timeout", 1)
+        ]
+    );
+    assert_eq!(st.freezes, 3, "drained freezes");
+
+    // Replaced: the file removed under the freeze (counted in the file the
+    // freeze is on: this handle's status still reads it).
+    let token = f.freeze(Duration::from_secs(10)).unwrap();
+    std::fs::rename(f.path(), dir.join("old-barrier")).unwrap();
+    assert_eq!(f.thaw(token).unwrap().kind(), VerdictKind::Replaced);
+    assert_eq!(f.status().unwrap().verdicts.get(VerdictKind::Replaced), 1);
+
+    // Lost ranks after replaced and before breached and expired.
+    let lost = Verdict {
+        expired: true,
+        breaches: 2,
+        lost: true,
+        replaced: None,
+        frozen_for: Duration::ZERO,
+        drain_time: Duration::ZERO,
+    };
+    assert_eq!(lost.kind(), VerdictKind::Lost);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_writer_that_gives_up_on_a_freeze_records_its_wait() {
+    let dir = tmpdir("waitgiveup");
+    let w = Barrier::open(&dir, Duration::from_secs(5)).unwrap();
+    let f = Barrier::open(&dir, DEFAULT_MAX_FREEZE).unwrap();
+    let token = f.freeze(Duration::from_secs(10)).unwrap();
+    // Zero: does not wait at all, records nothing.
+    assert!(matches!(
+        w.enter_timeout(Duration::ZERO),
+        Err(BarrierError::Frozen { .. })
+    ));
+    assert_eq!(f.status().unwrap().writer_wait_max, Duration::ZERO);
+    assert!(matches!(
+        w.enter_timeout(Duration::from_millis(80)),
+        Err(BarrierError::Frozen { .. })
+    ));
+    let waited = f.status().unwrap().writer_wait_max;
+    assert!(
+        waited >= Duration::from_millis(80) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    assert!(f.thaw(token).unwrap().consistent());
+    let _ = std::fs::remove_dir_all(&dir);
+}

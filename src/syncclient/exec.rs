@@ -340,6 +340,84 @@ impl Outcome {
     }
 }
 
+/// Why an item was quarantined: what the target answered in the run
+/// that set it aside (after `sync_quarantine_after` runs bailed out on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReasonKind {
+    /// The target stayed LOCKED through the lock policy's retries (policy
+    /// A, `fail`), run after run.
+    Locked,
+    /// IMAP_INVALID_USER.
+    InvalidUser,
+    /// Another error of the target (see the code and its text).
+    Error,
+    /// A USER item with no user that could not be resolved to one: it can
+    /// never be synced.
+    NotUserMailbox,
+    /// Not known: quarantined by a cyrsync that did not record reasons.
+    FailedRuns,
+}
+
+impl ReasonKind {
+    /// Every kind, in the order reports list them. (A function, not an
+    /// associated const: cbindgen would put the type in the C header.)
+    pub fn all() -> [ReasonKind; 5] {
+        [
+            ReasonKind::Locked,
+            ReasonKind::InvalidUser,
+            ReasonKind::Error,
+            ReasonKind::NotUserMailbox,
+            ReasonKind::FailedRuns,
+        ]
+    }
+
+    /// The word in `log-state`, JSON and metrics labels.
+    pub fn word(self) -> &'static str {
+        match self {
+            ReasonKind::Locked => "locked",
+            ReasonKind::InvalidUser => "invalid_user",
+            ReasonKind::Error => "error",
+            ReasonKind::NotUserMailbox => "not_user_mailbox",
+            ReasonKind::FailedRuns => "failed_runs",
+        }
+    }
+
+    pub fn from_word(word: &str) -> Option<Self> {
+        ReasonKind::all().into_iter().find(|k| k.word() == word)
+    }
+
+    /// The kind of a failed reply (BYE never quarantines: it counts as an
+    /// error here).
+    pub fn of(reply: Reply) -> Self {
+        match reply {
+            Reply::Locked(_) => ReasonKind::Locked,
+            Reply::InvalidUser(_) => ReasonKind::InvalidUser,
+            Reply::Ok | Reply::Bye(_) | Reply::Error(_) => ReasonKind::Error,
+        }
+    }
+}
+
+/// Why an item was quarantined, as the executor saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    pub kind: ReasonKind,
+    /// The host's error code (a Cyrus `IMAP_*` value; 0 if none).
+    pub code: i32,
+    /// The host's text for it (Cyrus's `error_message`), or cyrsync's.
+    pub text: String,
+}
+
+impl Reason {
+    /// The reason of a quarantine recorded without one (an older state).
+    pub fn unknown() -> Self {
+        Reason {
+            kind: ReasonKind::FailedRuns,
+            code: 0,
+            text: String::new(),
+        }
+    }
+}
+
 /// What a run did.
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
@@ -349,8 +427,8 @@ pub struct RunReport {
     pub deferred: Vec<Record>,
     /// Records the run bailed out on (candidates for quarantine).
     pub failed: Vec<Record>,
-    /// Records set aside in the quarantine file this run.
-    pub quarantined: Vec<Record>,
+    /// Records set aside in the quarantine file this run, and why.
+    pub quarantined: Vec<(Record, Reason)>,
 }
 
 impl RunReport {
@@ -860,7 +938,12 @@ impl Executor<'_> {
                 None => {
                     let rec = Record::new(Kind::User, a.name_bytes(), None);
                     let e = Reply::Error(0);
-                    return match self.bail_or_quarantine(vec![rec], e) {
+                    let why = Reason {
+                        kind: ReasonKind::NotUserMailbox,
+                        code: 0,
+                        text: "not a user mailbox".into(),
+                    };
+                    return match self.bail_or_quarantine_for(vec![rec], why) {
                         true => Err(e),
                         false => Ok(()),
                     };
@@ -939,6 +1022,16 @@ impl Executor<'_> {
     /// the item made enough earlier runs bail, quarantine it and go on
     /// (returns false); otherwise remember it and bail (returns true).
     fn bail_or_quarantine(&mut self, records: Vec<Record>, r: Reply) -> bool {
+        let why = Reason {
+            kind: ReasonKind::of(r),
+            code: r.code(),
+            text: self.target.describe(r.code()),
+        };
+        self.bail_or_quarantine_for(records, why)
+    }
+
+    /// [`Self::bail_or_quarantine`] with the reason a quarantine records.
+    fn bail_or_quarantine_for(&mut self, records: Vec<Record>, why: Reason) -> bool {
         let threshold = self.config.quarantine_after;
         if let (Some(sink), true) = (self.channel.as_deref_mut(), threshold > 0) {
             let ripe = !records.is_empty()
@@ -956,11 +1049,12 @@ impl Executor<'_> {
                 }
                 for rec in records {
                     log::error!(
-                        "SYNCERROR: quarantined item=<{rec}> failed_runs=<{threshold}> error=<{}>",
-                        self.target.describe(r.code())
+                        "SYNCERROR: quarantined item=<{rec}> failed_runs=<{threshold}> reason=<{}> error=<{}>",
+                        why.kind.word(),
+                        why.text
                     );
                     self.report.counters.quarantined += 1;
-                    self.report.quarantined.push(rec);
+                    self.report.quarantined.push((rec, why.clone()));
                 }
                 return false;
             }

@@ -24,8 +24,8 @@ pub mod state;
 
 pub use crate::synclog::RecordKind;
 pub use exec::{
-    execute, ChannelSink, Clock, Config, Counters, LockPolicy, Outcome, Reply, RunReport,
-    SleepClock, SystemClock, Target,
+    execute, ChannelSink, Clock, Config, Counters, LockPolicy, Outcome, Reason, ReasonKind, Reply,
+    RunReport, SleepClock, SystemClock, Target,
 };
 pub use list::{Action, ActionList};
 pub use plan::{plan_items, CohortOrder, Plan, Step};

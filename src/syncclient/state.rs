@@ -8,12 +8,14 @@
 //!   directory fsync, see [`replace_file`]) after every
 //!   run: per deferred item the time it was first and last deferred and how
 //!   many runs deferred it; per item that made runs bail out, how many
-//!   consecutive runs did; per quarantined item, when. One entry a line:
+//!   consecutive runs did; per quarantined item, when and why. One entry a
+//!   line:
 //!
 //!   ```text
 //!   deferred <first-epoch> <last-epoch> <count> <record>
 //!   failed <consecutive-runs> <record>
 //!   quarantined <epoch> <record>
+//!   quarantine-reason <epoch> <reason> <code> <text> <record>
 //!   runs <runs> <bailed> <done> <deferred> <promoted> <retried> <quarantined>
 //!   last-run <epoch> <bailed> <error> <done> <deferred> <promoted> <retried> <quarantined>
 //!   ```
@@ -25,6 +27,14 @@
 //!   Cyrus error code it stopped on (0 if none). A
 //!   reader that does not know a line skips it, so older versions read the
 //!   file.
+//!
+//!   `quarantine-reason` follows the `quarantined` line of the same epoch
+//!   and record (kept apart so that a version without reasons still reads
+//!   every quarantine): `<reason>` is a [`ReasonKind`] word (`locked`,
+//!   `invalid_user`, `error`, `not_user_mailbox`), `<code>` the Cyrus error
+//!   code, `<text>` its message with bytes outside `!`..`~` and `%`
+//!   written `%XX` (`-` for none). A quarantine without one (a file of an
+//!   older version) has the reason `failed_runs`: not known.
 //! * `log-quarantine`: items set aside because run after run bailed out on
 //!   them, in sync log format (one record a line, nothing else), so an admin
 //!   can replay them with `sync_client -f <file>` once the cause is fixed.
@@ -35,7 +45,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::exec::{ChannelSink, Counters, Outcome, RunReport};
+use super::exec::{ChannelSink, Counters, Outcome, Reason, ReasonKind, RunReport};
 use super::record::Record;
 
 /// The directory of a channel's log files: `<config_dir>/sync[/<channel>]`.
@@ -112,12 +122,59 @@ pub struct ChannelState {
     /// written.
     pub deferred: HashMap<Vec<u8>, Deferral>,
     pub failed: HashMap<Vec<u8>, u32>,
-    /// (epoch, record line), oldest first.
-    pub quarantined: Vec<(u64, Vec<u8>)>,
+    /// Oldest first.
+    pub quarantined: Vec<Quarantined>,
     /// Counters summed over every run this file has seen.
     pub totals: RunTotals,
     /// The latest run, if any.
     pub last_run: Option<LastRun>,
+}
+
+/// A quarantined item (`quarantined` and `quarantine-reason` lines of
+/// `log-state`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// When (seconds since the epoch).
+    pub time: u64,
+    /// The record's sync log line.
+    pub record: Vec<u8>,
+    /// Why ([`Reason::unknown`] for a file written without reasons).
+    pub reason: Reason,
+}
+
+/// `<text>` of a `quarantine-reason` line: one field, no spaces.
+fn encode_text(text: &str) -> String {
+    if text.is_empty() {
+        return "-".into();
+    }
+    let mut out = String::new();
+    for &b in text.as_bytes() {
+        if b.is_ascii_graphic() && b != b'%' && !(text == "-" && b == b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn decode_text(field: &[u8]) -> Option<String> {
+    if field == b"-" {
+        return Some(String::new());
+    }
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'%' {
+            let hex = std::str::from_utf8(field.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(field[i]);
+            i += 1;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Counters summed over runs (`runs` line of `log-state`).
@@ -224,7 +281,34 @@ impl ChannelState {
                 b"quarantined" => {
                     let (when, record) = split_field(rest)?;
                     Record::parse_line(record)?;
-                    self.quarantined.push((number(when)?, record.to_vec()));
+                    self.quarantined.push(Quarantined {
+                        time: number(when)?,
+                        record: record.to_vec(),
+                        reason: Reason::unknown(),
+                    });
+                }
+                b"quarantine-reason" => {
+                    let (when, rest) = split_field(rest)?;
+                    let (kind, rest) = split_field(rest)?;
+                    let (code, rest) = split_field(rest)?;
+                    let (text, record) = split_field(rest)?;
+                    Record::parse_line(record)?;
+                    let time = number(when)?;
+                    let reason = Reason {
+                        kind: ReasonKind::from_word(std::str::from_utf8(kind).ok()?)?,
+                        code: std::str::from_utf8(code).ok()?.parse().ok()?,
+                        text: decode_text(text)?,
+                    };
+                    // the latest quarantine of this record at that time (a
+                    // reason without its quarantine line is ignored)
+                    if let Some(q) = self
+                        .quarantined
+                        .iter_mut()
+                        .rev()
+                        .find(|q| q.time == time && q.record == record)
+                    {
+                        q.reason = reason;
+                    }
                 }
                 b"runs" => {
                     let f: Vec<&[u8]> = rest.split(|&b| b == b' ').collect();
@@ -279,10 +363,25 @@ impl ChannelState {
             out.extend_from_slice(line);
             out.push(b'\n');
         }
-        for (when, line) in &self.quarantined {
-            out.extend_from_slice(format!("quarantined {when} ").as_bytes());
-            out.extend_from_slice(line);
+        for q in &self.quarantined {
+            out.extend_from_slice(format!("quarantined {} ", q.time).as_bytes());
+            out.extend_from_slice(&q.record);
             out.push(b'\n');
+            let r = &q.reason;
+            if r.kind != ReasonKind::FailedRuns {
+                out.extend_from_slice(
+                    format!(
+                        "quarantine-reason {} {} {} {} ",
+                        q.time,
+                        r.kind.word(),
+                        r.code,
+                        encode_text(&r.text)
+                    )
+                    .as_bytes(),
+                );
+                out.extend_from_slice(&q.record);
+                out.push(b'\n');
+            }
         }
         if self.totals.runs > 0 {
             let t = &self.totals;
@@ -347,11 +446,15 @@ impl ChannelState {
                 }
             }
         }
-        for rec in &report.quarantined {
+        for (rec, reason) in &report.quarantined {
             let line = rec.to_line();
             self.failed.remove(&line);
             self.deferred.remove(&line);
-            self.quarantined.push((now, line));
+            self.quarantined.push(Quarantined {
+                time: now,
+                record: line,
+                reason: reason.clone(),
+            });
         }
         // the quarantine file keeps every item; the state only the latest
         let excess = self.quarantined.len().saturating_sub(MAX_QUARANTINED_KEPT);
@@ -469,7 +572,7 @@ impl ChannelSink for ChannelFiles<'_> {
     /// bailing (the quarantine decision is not lost).
     fn prior_failures(&mut self, record: &Record) -> u32 {
         let line = record.to_line();
-        if self.state.quarantined.iter().any(|(_, q)| *q == line) {
+        if self.state.quarantined.iter().any(|q| q.record == line) {
             return u32::MAX;
         }
         self.state.failed.get(&line).copied().unwrap_or(0)
@@ -532,6 +635,60 @@ mod tests {
         assert!(st.deferred.contains_key(&user.to_line()));
         st.save(&path).unwrap();
         assert_eq!(ChannelState::load(&path).unwrap(), st);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn quarantine_reasons_round_trip_and_old_files_load() {
+        let dir = std::env::temp_dir().join(format!("cyrsync-reason-{}", std::process::id()));
+        let path = dir.join(STATE_FILE);
+        let locked = Record::new(Kind::Mailbox, b"user.a b", None);
+        let broken = Record::new(Kind::Unmailbox, b"shared.x", None);
+        let why_locked = Reason {
+            kind: ReasonKind::Locked,
+            code: -1904,
+            text: "Mailbox is locked".into(),
+        };
+        let why_broken = Reason {
+            kind: ReasonKind::Error,
+            code: 7,
+            text: "100% \"odd\"\ntext".into(),
+        };
+        let mut st = ChannelState::default();
+        let run = RunReport {
+            quarantined: vec![
+                (locked.clone(), why_locked.clone()),
+                (broken.clone(), why_broken.clone()),
+            ],
+            ..Default::default()
+        };
+        st.update(&run, 50);
+        st.save(&path).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(
+                "quarantined 50 MAILBOX \"user.a b\"\n\
+                 quarantine-reason 50 locked -1904 Mailbox%20is%20locked MAILBOX \"user.a b\"\n"
+            ),
+            "{text}"
+        );
+        let back = ChannelState::load(&path).unwrap();
+        assert_eq!(back, st);
+        assert_eq!(back.quarantined[1].reason, why_broken);
+        for t in ["", "-", "a-b", "%", "é"] {
+            assert_eq!(decode_text(encode_text(t).as_bytes()).as_deref(), Some(t));
+        }
+        // a file written before reasons were kept: the quarantine loads,
+        // its reason unknown; a stray reason line is ignored
+        fs::write(
+            &path,
+            "quarantined 40 USER z\nquarantine-reason 41 locked 1 - USER z\n",
+        )
+        .unwrap();
+        let old = ChannelState::load(&path).unwrap();
+        assert_eq!(old.quarantined.len(), 1);
+        assert_eq!(old.quarantined[0].reason, Reason::unknown());
+        assert_eq!(old.quarantined[0].reason.kind.word(), "failed_runs");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -49,8 +49,9 @@ const BARRIER_USAGE: &str =
        cyrsync barrier reset [-C imapd.conf | --lock-dir DIR] [--slots N]
 
 status  Show the global write barrier: whether it is frozen, by which pid, the
-        time left before the freeze's deadline, and the live slots (processes
-        that have it open) with their depth (> 0: inside). Only reads: creates
+        time left before the freeze's deadline, the live slots (processes
+        that have it open) with their depth (> 0: inside), freezes by verdict
+        and the longest writer wait since the file was created. Only reads: creates
         nothing, works on a read-only file system and as any user who can read
         the file. --json: one JSON object instead of the table.
 reset   Repair a barrier file Cyrus refuses (damaged, foreign, another version,
@@ -389,6 +390,13 @@ pub fn main(mut args: Vec<OsString>) -> ExitCode {
         "generation: {}  freezes: {}  breaches: {}",
         st.generation, st.freezes, st.breaches
     );
+    let verdicts: Vec<String> = st
+        .verdicts
+        .iter()
+        .map(|(k, n)| format!("{} {n}", k.word()))
+        .collect();
+    println!("verdicts: {}", verdicts.join(", "));
+    println!("longest writer wait: {} ms", wait_ms(st.writer_wait_max));
     println!(
         "slots: {} in file, {live} live, {inside} inside; without a slot: {} inside",
         st.slot_count, st.overflow_inside
@@ -422,8 +430,14 @@ fn json_str(s: &str) -> String {
     out
 }
 
+/// A writer wait in whole milliseconds, rounded up: a wait shows as at
+/// least 1 ms, and 0 means no writer ever waited.
+fn wait_ms(d: Duration) -> u128 {
+    d.as_nanos().div_ceil(1_000_000)
+}
+
 /// `cyrsync barrier status --json`: one object, hand-written (no serde in
-/// cyrsync).
+/// cyrsync). Schema `cyrsync-barrier-status` in docs/cyrsync-json.md.
 fn status_json(path: &Path, st: &barrier::Status) -> String {
     let ms = |d: Option<Duration>| d.map_or("null".to_string(), |d| d.as_millis().to_string());
     let slots: Vec<String> = st
@@ -437,10 +451,19 @@ fn status_json(path: &Path, st: &barrier::Status) -> String {
             )
         })
         .collect();
+    let verdicts: Vec<String> = st
+        .verdicts
+        .iter()
+        .map(|(k, n)| format!("\"{}\":{n}", k.word()))
+        .collect();
     format!(
-        "{{\"path\":{},\"frozen\":{},\"expired\":{},\"generation\":{},\"freezer_pid\":{},\
+        "{{\"schema\":\"cyrsync-barrier-status\",\"version\":{},\"generated_at\":{},\
+         \"path\":{},\"frozen\":{},\"expired\":{},\"generation\":{},\"freezer_pid\":{},\
          \"freezer_alive\":{},\"frozen_for_ms\":{},\"remaining_ms\":{},\"freezes\":{},\
-         \"breaches\":{},\"slot_count\":{},\"overflow_inside\":{},\"slots\":[{}]}}",
+         \"breaches\":{},\"verdicts\":{{{}}},\"writer_wait_max_ms\":{},\
+         \"slot_count\":{},\"overflow_inside\":{},\"slots\":[{}]}}",
+        crate::report::SCHEMA_VERSION,
+        crate::now(),
         json_str(&path.to_string_lossy()),
         st.frozen,
         st.expired,
@@ -451,6 +474,8 @@ fn status_json(path: &Path, st: &barrier::Status) -> String {
         ms(st.remaining),
         st.freezes,
         st.breaches,
+        verdicts.join(","),
+        wait_ms(st.writer_wait_max),
         st.slot_count,
         st.overflow_inside,
         slots.join(",")

@@ -9,6 +9,7 @@ use cyrsync::syncclient::plan::{default_mboxname_to_userid, Plan, Skipped, Step}
 use cyrsync::syncclient::state::{
     channel_dir, skipped_users, ChannelState, QUARANTINE_FILE, STATE_FILE,
 };
+use cyrsync::syncclient::ReasonKind;
 use cyrsync::synclog::{bad_path, push_quoted, Begun, Reader};
 
 const USAGE: &str = "usage:
@@ -198,12 +199,19 @@ fn render_show(config_dir: &Path, name: Option<&[u8]>, now: u64) -> Result<Strin
                 "  quarantine: {lines} item(s) in {} (replay with sync_client -f)",
                 quarantine.display()
             );
-            for (when, line) in &state.quarantined {
+            for q in &state.quarantined {
+                let r = &q.reason;
+                let why = match r.kind {
+                    ReasonKind::FailedRuns => "(not recorded)".to_string(),
+                    _ if r.text.is_empty() => format!("(code {})", r.code),
+                    _ => format!("(code {}: {})", r.code, printable(r.text.as_bytes())),
+                };
                 let _ = writeln!(
                     out,
-                    "    {}  quarantined {} ago",
-                    printable(line),
-                    age(now.saturating_sub(*when))
+                    "    {}  quarantined {} ago, reason {} {why}",
+                    printable(&q.record),
+                    age(now.saturating_sub(q.time)),
+                    r.kind.word()
                 );
             }
         }
@@ -504,10 +512,11 @@ mod tests {
         std::fs::write(ch.join("log"), "USER a\nMAILBOX user.a.x\n").unwrap();
         std::fs::write(
             ch.join(STATE_FILE),
-            "deferred 1000 1900 3 SEEN a \"user.a.my box\"\nfailed 2 UNMAILBOX shared.bad\nquarantined 1500 USER z\n",
+            "deferred 1000 1900 3 SEEN a \"user.a.my box\"\nfailed 2 UNMAILBOX shared.bad\nquarantined 1500 USER z\n\
+             quarantined 1600 USER y\nquarantine-reason 1600 locked -1904 Mailbox%20is%20locked USER y\n",
         )
         .unwrap();
-        std::fs::write(ch.join(QUARANTINE_FILE), "USER z\n").unwrap();
+        std::fs::write(ch.join(QUARANTINE_FILE), "USER z\nUSER y\n").unwrap();
         std::fs::write(ch.join("log-bad"), "MAILBOX \"user.torn\n").unwrap();
         std::fs::File::create(ch.join("skipuser-bob"))
             .unwrap()
@@ -522,8 +531,9 @@ mod tests {
     SEEN a \"user.a.my box\"  first 16m ago, last 100s ago, deferred 3 time(s)
   items failing runs: 1
     UNMAILBOX shared.bad  2 consecutive failed run(s)
-  quarantine: 1 item(s) in {d}/log-quarantine (replay with sync_client -f)
-    USER z  quarantined 8m ago
+  quarantine: 2 item(s) in {d}/log-quarantine (replay with sync_client -f)
+    USER z  quarantined 8m ago, reason failed_runs (not recorded)
+    USER y  quarantined 6m ago, reason locked (code -1904: Mailbox is locked)
   set aside (did not parse): 1 line(s) in {d}/log-bad
     MAILBOX \"user.torn
   skipped users (skipuser-<user> files; their items are deferred): 1

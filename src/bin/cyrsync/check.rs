@@ -213,7 +213,17 @@ pub fn evaluate(
                 } else {
                     text(limit)
                 };
-                bad.push(format!("{what} {} > {limit}", text(value)));
+                let mut line = format!("{what} {} > {limit}", text(value));
+                if what == "quarantined" && !r.quarantine_reasons.is_empty() {
+                    // why, e.g. "(locked 2, error 1)"
+                    let why: Vec<String> = r
+                        .quarantine_reasons
+                        .iter()
+                        .map(|(k, n)| format!("{} {n}", k.word()))
+                        .collect();
+                    line += &format!(" ({})", why.join(", "));
+                }
+                bad.push(line);
                 state = state.max(s);
             }
         }

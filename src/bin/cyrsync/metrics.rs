@@ -83,6 +83,29 @@ impl Exposition {
         labels: &str,
         value: u64,
     ) {
+        self.push(name, kind, help, labels, value.to_string());
+    }
+
+    /// [`Self::sample`] with a value that is not a whole number (seconds).
+    pub fn sample_f64(
+        &mut self,
+        name: &'static str,
+        kind: &'static str,
+        help: &'static str,
+        labels: &str,
+        value: f64,
+    ) {
+        self.push(name, kind, help, labels, value.to_string());
+    }
+
+    fn push(
+        &mut self,
+        name: &'static str,
+        kind: &'static str,
+        help: &'static str,
+        labels: &str,
+        value: String,
+    ) {
         let line = if labels.is_empty() {
             format!("{name} {value}")
         } else {
@@ -172,6 +195,15 @@ pub fn channel_metrics(m: &mut Exposition, name: Option<&[u8]>, r: Result<&Chann
     for (name, help, v) in gauges {
         m.sample(name, "gauge", help, &ch, v);
     }
+    for (kind, n) in &r.quarantine_reasons {
+        m.sample(
+            "cyrus_sync_quarantined_items_by_reason",
+            "gauge",
+            "Items in log-quarantine by why they were set aside (locked, invalid_user, error, not_user_mailbox; failed_runs: not recorded). Reasons with no item are left out.",
+            &format!("{ch},reason=\"{}\"", kind.word()),
+            *n,
+        );
+    }
     let t = &r.state.totals;
     let counters: [(&'static str, &'static str, u64); 7] = [
         (
@@ -232,8 +264,9 @@ pub fn channel_metrics(m: &mut Exposition, name: Option<&[u8]>, r: Result<&Chann
 }
 
 /// The barrier's samples: whether its file could be read, frozen or not,
-/// live slots (processes that have it open), freezes and breached freezes
-/// since the file was created.
+/// live slots (processes that have it open), freezes by verdict and
+/// writers that went in past the bound since the file was created, and the
+/// longest a writer waited for a freeze.
 ///
 /// Kept to the barrier's public read-only API (`barrier::inspect`: no
 /// slot taken, nothing created), in this one function.
@@ -264,19 +297,28 @@ pub fn barrier_metrics(m: &mut Exposition, lock_dir: &Path) {
             .filter(|s| !s.is_overflow() && s.alive)
             .count() as u64,
     );
-    m.sample(
-        "cyrus_barrier_freezes_total",
-        "counter",
-        "Freezes of the global barrier (cyrsync withlock, cyr_withlock_run).",
-        "",
-        st.freezes,
-    );
+    for (verdict, n) in st.verdicts.iter() {
+        m.sample(
+            "cyrus_barrier_freezes_total",
+            "counter",
+            "Freezes of the global barrier (cyrsync withlock, cyr_withlock_run) by verdict: consistent (the snapshot can be trusted), breached (writers went in past the bound), expired (thawed past the bound), lost (taken over or cleared before the thaw), replaced (the barrier file was removed or replaced), drain_timeout (writers did not leave in time: not frozen).",
+            &format!("verdict=\"{}\"", verdict.word()),
+            n,
+        );
+    }
     m.sample(
         "cyrus_barrier_breaches_total",
         "counter",
-        "Freezes that did not hold: a writer went in past the bound (the snapshot was reported inconsistent).",
+        "Writers that went in during a freeze, past the bound (each makes its freeze inconsistent).",
         "",
         st.breaches,
+    );
+    m.sample_f64(
+        "cyrus_barrier_writer_wait_max_seconds",
+        "gauge",
+        "The longest any writer waited for a freeze to end (since the barrier file was created).",
+        "",
+        st.writer_wait_max.as_secs_f64(),
     );
 }
 

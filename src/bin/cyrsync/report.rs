@@ -11,6 +11,7 @@ use std::time::UNIX_EPOCH;
 
 use cyrsync::syncclient::plan::{Plan, Skipped, Step};
 use cyrsync::syncclient::state::{channel_dir, ChannelState, QUARANTINE_FILE, STATE_FILE};
+use cyrsync::syncclient::ReasonKind;
 use cyrsync::synclog::{Begun, Reader};
 
 use crate::json::Json;
@@ -44,6 +45,11 @@ pub struct ChannelReport {
     /// Items in `log-quarantine` (every item ever set aside and not yet
     /// cleared by the admin; the state keeps the latest 1000 with times).
     pub quarantined: u64,
+    /// The items of `log-quarantine` counted by why they were quarantined
+    /// (the reason of their latest quarantine in the state; `failed_runs`
+    /// when the state does not know it), in [`ReasonKind::all`]'s order,
+    /// reasons with no item left out.
+    pub quarantine_reasons: Vec<(ReasonKind, u64)>,
     /// Lines in `log-bad` (sync log lines that did not parse).
     pub set_aside: u64,
     /// Users sync_client skips on every run (Cyrus 3.12's
@@ -92,16 +98,35 @@ pub fn log_file(path: &Path) -> Result<Option<LogFile>, String> {
     }))
 }
 
-/// Non-empty lines of a file; 0 if it does not exist.
-fn count_lines(path: &Path) -> Result<u64, String> {
+/// Non-empty lines of a file; none if it does not exist.
+fn lines(path: &Path) -> Result<Vec<Vec<u8>>, String> {
     match std::fs::read(path) {
         Ok(data) => Ok(data
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
-            .count() as u64),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            .map(<[u8]>::to_vec)
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
+}
+
+/// Why each item still in the quarantine file was set aside, counted.
+fn reasons(items: &[Vec<u8>], state: &ChannelState) -> Vec<(ReasonKind, u64)> {
+    let mut counts = std::collections::HashMap::new();
+    for item in items {
+        let kind = state
+            .quarantined
+            .iter()
+            .rev()
+            .find(|q| q.record == *item)
+            .map_or(ReasonKind::FailedRuns, |q| q.reason.kind);
+        *counts.entry(kind).or_insert(0u64) += 1;
+    }
+    ReasonKind::all()
+        .into_iter()
+        .filter_map(|k| Some((k, *counts.get(&k)?)))
+        .collect()
 }
 
 impl ChannelReport {
@@ -114,12 +139,14 @@ impl ChannelReport {
         let state_path = dir.join(STATE_FILE);
         let state = ChannelState::load(&state_path)
             .map_err(|e| format!("{}: {e}", state_path.display()))?;
+        let quarantine = lines(&dir.join(QUARANTINE_FILE))?;
         Ok(ChannelReport {
             name: name.map(<[u8]>::to_vec),
             log: log_file(&dir.join("log"))?,
             log_run: log_file(&dir.join("log-run"))?,
-            quarantined: count_lines(&dir.join(QUARANTINE_FILE))?,
-            set_aside: count_lines(&dir.join("log-bad"))?,
+            quarantined: quarantine.len() as u64,
+            quarantine_reasons: reasons(&quarantine, &state),
+            set_aside: lines(&dir.join("log-bad"))?.len() as u64,
             skipped_users: cyrsync::syncclient::state::skipped_users(&dir)
                 .map_err(|e| format!("{}: {e}", dir.display()))?,
             dir,
@@ -223,13 +250,25 @@ impl ChannelReport {
         j.key("file")
             .bytes(self.dir.join(QUARANTINE_FILE).as_os_str().as_bytes());
         j.key("items").u64(self.quarantined);
+        j.key("by_reason").begin_object();
+        for (kind, n) in &self.quarantine_reasons {
+            j.key(kind.word()).u64(*n);
+        }
+        j.end_object();
         j.key("recent").begin_array();
-        for (when, line) in &self.state.quarantined {
+        for q in &self.state.quarantined {
             j.begin_object();
-            write_record(j, line);
-            j.key("time").u64(*when);
-            j.key("age_seconds").u64(self.now.saturating_sub(*when));
-            j.key("reason").str("failed_runs");
+            write_record(j, &q.record);
+            j.key("time").u64(q.time);
+            j.key("age_seconds").u64(self.now.saturating_sub(q.time));
+            j.key("reason").str(q.reason.kind.word());
+            j.key("error").i64(q.reason.code.into());
+            j.key("error_text");
+            if q.reason.text.is_empty() {
+                j.null();
+            } else {
+                j.str(&q.reason.text);
+            }
             j.end_object();
         }
         j.end_array();

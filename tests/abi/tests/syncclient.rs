@@ -524,7 +524,7 @@ fn failing_items_are_quarantined_after_n_runs() {
     assert_eq!(res.quarantined, 1);
     assert_eq!(read(&dir, "q", "log-quarantine"), "UNMAILBOX shared.bad\n");
     assert!(logged(
-        "SYNCERROR: quarantined item=<UNMAILBOX shared.bad> failed_runs=<3>"
+        "SYNCERROR: quarantined item=<UNMAILBOX shared.bad> failed_runs=<3> reason=<error>"
     ));
     assert!(!channel_dir(&dir, "q").join("log-run").exists());
     assert_eq!(m.synced.get("USER b"), Some(&1));
@@ -532,6 +532,13 @@ fn failing_items_are_quarantined_after_n_runs() {
     let state = read(&dir, "q", "log-state");
     assert!(
         state.contains("quarantined ") && !state.contains("failed "),
+        "{state}"
+    );
+    // the reason is the error the item failed with, code and text
+    assert!(
+        state.contains(&format!(
+            " error {ERROR_CODE} error%20code%20{ERROR_CODE} UNMAILBOX shared.bad\n"
+        )),
         "{state}"
     );
     assert_eq!(
@@ -642,9 +649,19 @@ fn a_locked_quota_last_in_the_run_never_loops() {
                         read(&dir, ch, "log-state")
                     );
                 }
-                // both locked items fail each run: quarantined together
+                // both locked items fail each run: quarantined together,
+                // the reason the lock policy's failure
                 assert_eq!((passes, quarantined), (3, 2), "{what}");
                 assert_eq!(read(&dir, ch, "log-quarantine").lines().count(), 2);
+                let state = read(&dir, ch, "log-state");
+                for item in ["MAILBOX user.u1", "QUOTA user.u1"] {
+                    assert!(
+                        state.contains(&format!(
+                            " locked {LOCKED_CODE} Mailbox%20is%20locked {item}\n"
+                        )),
+                        "{what}: {state}"
+                    );
+                }
                 assert!(!channel_dir(&dir, ch).join("log-run").exists());
                 // a failed run's log is replayed whole, as in C
                 assert_eq!(m.synced.get("MAILBOX user.u2"), Some(&3), "{what}");

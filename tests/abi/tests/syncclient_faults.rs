@@ -115,9 +115,16 @@ impl Scene {
         for line in self.lines("log-state") {
             assert!(
                 line.starts_with('#')
-                    || ["deferred ", "failed ", "quarantined ", "runs ", "last-run "]
-                        .iter()
-                        .any(|t| line.starts_with(t)),
+                    || [
+                        "deferred ",
+                        "failed ",
+                        "quarantined ",
+                        "quarantine-reason ",
+                        "runs ",
+                        "last-run ",
+                    ]
+                    .iter()
+                    .any(|t| line.starts_with(t)),
                 "{what}: log-state has a broken line {line:?}"
             );
         }

@@ -334,6 +334,13 @@ sub test_quarantine
     # runs bailed out N-1 times, the Nth quarantined instead
     my $m = $self->monitor(1, '--warn-age', 'none', '--crit-age', 'none');
     $self->assert($m->{cyrus_sync_quarantined_items} >= 1);
+    # why: alice's items stayed LOCKED through policy fail's retries
+    my $label = $CHANNEL eq '' ? '(default)' : $CHANNEL;
+    my @ch = $CHANNEL eq '' ? () : ($CHANNEL);
+    my ($why) = grep { /^cyrus_sync_quarantined_items_by_reason\{channel="\Q$label\E",/ }
+                split(/\n/, `$ENV{CYRSYNC_CLI} metrics --config-dir $conf @ch`);
+    $self->say_t("  $why") if defined $why;
+    $self->assert_matches(qr/,reason="locked"\} [1-9]/, $why // '');
     $self->assert($m->{cyrus_sync_quarantines_total} >= 1);
     $self->assert($m->{cyrus_sync_bailouts_total} >= $n - 1);
     $self->monitor(2, '--warn-age', 'none', '--crit-age', 'none', '--crit-quarantined', '0');
