@@ -532,7 +532,7 @@ pub struct Verdict {
 impl Verdict {
     /// No writer went in and the bound held: the snapshot is consistent.
     pub fn consistent(&self) -> bool {
-        !self.expired && self.breaches == 0 && !self.lost && self.replaced.is_none()
+        self.kind() == VerdictKind::Consistent
     }
 
     /// The verdict in one word (what the barrier file counts): the first

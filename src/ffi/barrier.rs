@@ -25,7 +25,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::{ffi_boundary, free_handle, into_handle, set_out, try_bytes, try_ref, Handle};
-use crate::barrier::{Barrier, BarrierError, Entered, FreezeToken, DEFAULT_MAX_FREEZE};
+use crate::barrier::{
+    Barrier, BarrierError, Entered, FreezeToken, VerdictKind, DEFAULT_MAX_FREEZE,
+};
 use crate::ffi::cyrsync_status;
 
 /// A process's handle on an instance's global write barrier (opaque).
@@ -367,24 +369,22 @@ pub extern "C" fn cyrsync_barrier_thaw(
         // SAFETY: as above; ownership passes to us here.
         let token = unsafe { Box::from_raw(freeze.cast::<FreezeToken<'static>>()) };
         let verdict = token.thaw();
-        if verdict.consistent() {
-            return cyrsync_status::Ok;
-        }
+        let status = match verdict.kind() {
+            VerdictKind::Consistent => return cyrsync_status::Ok,
+            VerdictKind::Replaced => cyrsync_status::BarrierReplaced,
+            VerdictKind::Lost => cyrsync_status::BarrierLost,
+            VerdictKind::Breached => cyrsync_status::BarrierBreached,
+            VerdictKind::Expired => cyrsync_status::BarrierExpired,
+            // Only freeze() ends so; a thawed freeze never does.
+            VerdictKind::DrainTimeout => cyrsync_status::BarrierDrainTimeout,
+        };
         log::warn!(
             "cyrsync_barrier_thaw: inconsistent freeze: why=<{}> breaches=<{}> frozen_ms=<{}>",
             verdict.reason().unwrap_or("?"),
             verdict.breaches,
             verdict.frozen_for.as_millis()
         );
-        if verdict.replaced.is_some() {
-            cyrsync_status::BarrierReplaced
-        } else if verdict.lost {
-            cyrsync_status::BarrierLost
-        } else if verdict.breaches > 0 {
-            cyrsync_status::BarrierBreached
-        } else {
-            cyrsync_status::BarrierExpired
-        }
+        status
     })
 }
 
