@@ -142,7 +142,9 @@ fn enter_leave_table(dir: &Path, lockpath: &Path) {
             barrier.enter().unwrap();
             barrier.leave().unwrap();
         });
-        // enter_timeout shares enter's fast path: its row must match.
+        // enter_timeout shares enter's fast path: its row must match. (The
+        // second of these two loops measures about 2 ns slower whichever
+        // call it makes: swapping them swaps the figures; code placement.)
         let timeout = ns_per_cycle(2_000_000, || {
             barrier.enter_timeout(Duration::ZERO).unwrap();
             barrier.leave().unwrap();
