@@ -3,9 +3,9 @@
 //! lock + unlock around each outermost lock cycle; the freezer takes it
 //! exclusive with `F_SETLKW`), in the same run, as a table.
 //!
-//! 1. ns per enter+leave with 0, 16, 128, 512, 1000 other processes holding
-//!    the barrier (forked children that enter, take the shared fcntl lock,
-//!    and sleep);
+//! 1. ns per enter+leave (and enter_timeout(0)+leave, the same fast path)
+//!    with 0, 16, 128, 512, 1000 other processes holding the barrier (forked
+//!    children that enter, take the shared fcntl lock, and sleep);
 //! 2. freeze latency p50/p99 under 16 writer processes in a tight
 //!    enter/leave loop; the fcntl freezer gives up after a timeout per
 //!    attempt ("did not get in").
@@ -118,8 +118,8 @@ fn enter_leave_table(dir: &Path, lockpath: &Path) {
     let mut holders = Vec::new();
     println!("enter+leave, one outermost cycle, ns (best of 3 runs), other processes holding it:");
     println!(
-        "{:>8} {:>12} {:>12} {:>8}",
-        "holders", "cyrsync ns", "fcntl ns", "ratio"
+        "{:>8} {:>12} {:>14} {:>12} {:>8}",
+        "holders", "cyrsync ns", "timeout(0) ns", "fcntl ns", "ratio"
     );
     for &level in &HOLDER_LEVELS {
         while holders.len() < level {
@@ -142,14 +142,20 @@ fn enter_leave_table(dir: &Path, lockpath: &Path) {
             barrier.enter().unwrap();
             barrier.leave().unwrap();
         });
+        // enter_timeout shares enter's fast path: its row must match.
+        let timeout = ns_per_cycle(2_000_000, || {
+            barrier.enter_timeout(Duration::ZERO).unwrap();
+            barrier.leave().unwrap();
+        });
         let fcntl = ns_per_cycle(100_000, || {
             fcntl_lock(&lockfile, libc::F_RDLCK, true);
             fcntl_lock(&lockfile, libc::F_UNLCK, false);
         });
         println!(
-            "{:>8} {:>12.1} {:>12.1} {:>7.0}x",
+            "{:>8} {:>12.1} {:>14.1} {:>12.1} {:>7.0}x",
             level,
             ours,
+            timeout,
             fcntl,
             fcntl / ours
         );
@@ -296,7 +302,17 @@ fn main() {
         println!("barrier bench: not run (use cargo bench --bench barrier)");
         return;
     }
-    enter_leave_table(&dir, &lockpath);
-    freeze_table(&dir, &lockpath);
+    // `cargo bench --bench barrier -- enter` (or `freeze`): one table only.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
+    if wanted("enter") {
+        enter_leave_table(&dir, &lockpath);
+    }
+    if wanted("freeze") {
+        freeze_table(&dir, &lockpath);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -328,6 +328,12 @@ enum cyrsync_status
    * replaced also return it where they cannot go on.
    */
   CYRSYNC_STATUS_BARRIER_REPLACED = 210,
+  /**
+   * Barrier enter with a timeout: the barrier stayed frozen for the whole
+   * timeout; the caller is NOT inside (nothing to leave). Cyrus:
+   * IMAP_MAILBOX_LOCKED.
+   */
+  CYRSYNC_STATUS_BARRIER_FROZEN = 211,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -707,6 +713,23 @@ cyrsync_status cyrsync_barrier_open_slots(const char *lock_dir,
 cyrsync_status cyrsync_barrier_enter(const struct cyrsync_barrier *barrier);
 
 /**
+ * `cyrsync_barrier_enter`, but waiting at most `timeout_ms` for a freeze
+ * to end (0: not at all). Same fast path when nothing is frozen. If the
+ * barrier is still frozen when the timeout runs out, returns BARRIER_FROZEN
+ * and the caller is NOT inside (nothing to leave); if the freeze's own
+ * bound runs out first, goes in as `cyrsync_barrier_enter` does and returns
+ * OK. A thread that already holds the barrier nests at once. For lockers
+ * that must not block: a non-blocking lock (timeout 0), a replica that
+ * answers LOCKED after a bounded wait. Thread-safe.
+ *
+ * Returns OK, BARRIER_FROZEN, NULL_PARAMETER, INVALID_ARGUMENT (nested 2^31
+ * deep), or IO_ERROR / BARRIER_NO_SLOT (only in a forked child taking its
+ * slot).
+ */
+cyrsync_status cyrsync_barrier_enter_timeout(const struct cyrsync_barrier *barrier,
+                                             uint32_t timeout_ms);
+
+/**
  * Leave the barrier once. Returns OK, NULL_PARAMETER, or BARRIER_NOT_HELD
  * if this process is not inside (including a forked child whose parent
  * was). Thread-safe.
@@ -810,6 +833,12 @@ const struct cyrsync_barrier *cyrsync_barrier_global(void);
  * `cyrsync_barrier_global_init`.
  */
 cyrsync_status cyrsync_barrier_global_enter(void);
+
+/**
+ * `cyrsync_barrier_enter_timeout` on the process-global barrier; BAD_STATE
+ * before `cyrsync_barrier_global_init`.
+ */
+cyrsync_status cyrsync_barrier_global_enter_timeout(uint32_t timeout_ms);
 
 /**
  * `cyrsync_barrier_leave` on the process-global barrier; BAD_STATE before

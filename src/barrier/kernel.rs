@@ -235,6 +235,13 @@ pub(crate) fn fork_generation() -> u64 {
     FORK_GENERATION.load(Ordering::Relaxed)
 }
 
+/// [`fork_generation`] without the check that the atfork handler is
+/// installed: for the fast paths of a barrier, whose opening installed it.
+#[inline(always)]
+pub(crate) fn fork_generation_cached() -> u64 {
+    FORK_GENERATION.load(Ordering::Relaxed)
+}
+
 /// Register `fd` to be closed in forked children. `None` if the registry is
 /// full (the child then keeps the parent's slot lock alive until it first
 /// uses the barrier or exits; see the module docs).

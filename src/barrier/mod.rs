@@ -233,6 +233,9 @@ pub enum BarrierError {
     /// `thaw` with a token from another barrier (the token's own barrier
     /// was thawed).
     ForeignToken,
+    /// [`Barrier::enter_timeout`]: still frozen when the timeout ran out;
+    /// the caller is not inside.
+    Frozen { waited: Duration },
 }
 
 impl fmt::Display for BarrierError {
@@ -300,6 +303,11 @@ impl fmt::Display for BarrierError {
                 f,
                 "thaw with a freeze from another barrier (that barrier was thawed, verdict lost)"
             ),
+            BarrierError::Frozen { waited } => write!(
+                f,
+                "barrier frozen, not entered within the timeout: waited_ms=<{}>",
+                waited.as_millis()
+            ),
         }
     }
 }
@@ -316,6 +324,16 @@ pub enum Entered {
     /// A freeze outlived its bound and the writer went in anyway; the freeze
     /// will be reported inconsistent.
     Breached,
+}
+
+/// How a writer's wait for a thaw ended.
+enum Waited {
+    /// Woken (thawed, or a new freeze generation): look again.
+    Woken,
+    /// The freeze's bound ran out: the freeze is marked expired, go in.
+    BoundRanOut,
+    /// The caller's own timeout ran out first ([`Barrier::enter_timeout`]).
+    TimedOut(Duration),
 }
 
 /// One slot as seen by [`Barrier::status`].
@@ -655,6 +673,8 @@ impl Barrier {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn bump_drain(&self) {
         self.table.drain_word().fetch_add(1, SeqCst);
         kernel::futex_wake_all(self.table.drain_word());
@@ -697,7 +717,62 @@ impl Barrier {
     /// waits for it. A thread that holds nothing waits during a freeze even
     /// if other threads of its process are inside, so the freezer keeps
     /// priority over a multi-threaded writer.
+    #[inline]
     pub fn enter(&self) -> Result<Entered, BarrierError> {
+        match self.enter_fast() {
+            Some(entered) => Ok(entered),
+            None => self.enter_slow(None),
+        }
+    }
+
+    /// [`Barrier::enter`], but waiting at most `timeout` for a freeze to end
+    /// (zero: not at all): then [`BarrierError::Frozen`], and the caller is
+    /// not inside (nothing to leave). If the freeze's own bound runs out
+    /// first, goes in as `enter` does ([`Entered::Breached`]). A thread that
+    /// already holds the barrier nests at once. Same fast path as `enter`.
+    ///
+    /// For a locker that must not block (Cyrus: a non-blocking lock, or a
+    /// replica that answers LOCKED after a bounded wait).
+    #[inline]
+    pub fn enter_timeout(&self, timeout: Duration) -> Result<Entered, BarrierError> {
+        match self.enter_fast() {
+            Some(entered) => Ok(entered),
+            None => self.enter_slow(Some(timeout)),
+        }
+    }
+
+    /// The outermost enter of a process with a slot while nothing is
+    /// frozen: one compare-and-swap, one load, one store. `None`: take the
+    /// slow path, which starts over (nested, slotless, forked child, frozen).
+    #[inline(always)]
+    fn enter_fast(&self) -> Option<Entered> {
+        let state = self.current();
+        if state.fork_generation != kernel::fork_generation_cached() {
+            return None;
+        }
+        let word = self.table.slot_word(state.slot?);
+        if word.compare_exchange(0, 1, SeqCst, Relaxed).is_err() {
+            return None;
+        }
+        // Dekker: our SeqCst compare-and-swap, then the freeze flag.
+        if self.table.freeze_word().load(SeqCst) & FROZEN == 0 {
+            // Release is enough: the Dekker pair is the SeqCst CAS and load
+            // above; the freezer treats any nonzero word as busy, tentative
+            // (1) or held (HELD | 1) alike.
+            word.store(HELD | 1, Release);
+            thread_held_add(1);
+            return Some(Entered::Entered);
+        }
+        // Frozen: step back out (the freezer may have seen us) and wait in
+        // the slow path.
+        word.store(0, SeqCst);
+        self.bump_drain();
+        None
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn enter_slow(&self, limit: Option<Duration>) -> Result<Entered, BarrierError> {
         let state = self.state()?;
         let slot = self.word(state);
         let mut wait_start: Option<u64> = None;
@@ -713,8 +788,12 @@ impl Barrier {
                     if freeze & (FROZEN | EXPIRED) == FROZEN && gave_up_on != Some(freeze) {
                         // Not a breach if we go in now: our process is
                         // inside, so the freezer has not drained yet.
-                        if self.wait_frozen(freeze, &mut wait_start) {
-                            gave_up_on = Some(freeze);
+                        match self.wait_frozen(freeze, &mut wait_start, limit) {
+                            Waited::Woken => {}
+                            Waited::BoundRanOut => gave_up_on = Some(freeze),
+                            Waited::TimedOut(waited) => {
+                                return Err(BarrierError::Frozen { waited })
+                            }
                         }
                         continue;
                     }
@@ -747,9 +826,6 @@ impl Barrier {
             // overflow count), then the freeze flag.
             let freeze = self.table.freeze_word().load(SeqCst);
             if freeze & FROZEN == 0 {
-                // Release is enough: the Dekker pair is the SeqCst CAS and
-                // load above; the freezer treats any nonzero word as busy,
-                // tentative (1) or held (HELD | 1) alike.
                 slot.store(HELD | 1, Release);
                 thread_held_add(1);
                 return Ok(Entered::Entered);
@@ -766,16 +842,22 @@ impl Barrier {
             }
             slot.store(0, SeqCst);
             self.bump_drain();
-            if self.wait_frozen(freeze, &mut wait_start) {
-                gave_up_on = Some(freeze & !EXPIRED);
+            match self.wait_frozen(freeze, &mut wait_start, limit) {
+                Waited::Woken => {}
+                Waited::BoundRanOut => gave_up_on = Some(freeze & !EXPIRED),
+                Waited::TimedOut(waited) => return Err(BarrierError::Frozen { waited }),
             }
         }
     }
 
     /// Sleep while the freeze word is `freeze`, at most until this writer's
-    /// bound. Returns true when the bound ran out (the freeze is then marked
-    /// expired and the caller goes in).
-    fn wait_frozen(&self, freeze: u32, wait_start: &mut Option<u64>) -> bool {
+    /// bound (or the caller's `limit`, counted from the first wait).
+    fn wait_frozen(
+        &self,
+        freeze: u32,
+        wait_start: &mut Option<u64>,
+        limit: Option<Duration>,
+    ) -> Waited {
         let t = &self.table;
         let now = kernel::monotonic_ns();
         let start = *wait_start.get_or_insert(now);
@@ -787,14 +869,18 @@ impl Barrier {
             .min(start.saturating_add(own));
         if now >= deadline {
             self.expire(freeze, start, now);
-            return true;
+            return Waited::BoundRanOut;
         }
-        kernel::futex_wait(
-            t.freeze_word(),
-            freeze,
-            Duration::from_nanos(deadline - now),
-        );
-        false
+        let mut until = deadline;
+        if let Some(limit) = limit {
+            let mine = start.saturating_add(nanos(limit));
+            if now >= mine {
+                return Waited::TimedOut(Duration::from_nanos(now - start));
+            }
+            until = until.min(mine);
+        }
+        kernel::futex_wait(t.freeze_word(), freeze, Duration::from_nanos(until - now));
+        Waited::Woken
     }
 
     /// A writer's bound ran out during freeze `freeze`: mark it expired so
@@ -837,7 +923,42 @@ impl Barrier {
 
     /// Leave the barrier once. [`BarrierError::NotHeld`] if this process is
     /// not inside.
+    #[inline]
     pub fn leave(&self) -> Result<(), BarrierError> {
+        if self.leave_fast() {
+            return Ok(());
+        }
+        self.leave_slow()
+    }
+
+    /// The outermost leave of a process with a slot: one compare-and-swap
+    /// and one load. False: take the slow path (nested, slotless, forked
+    /// child, another thread of ours in the middle, not held).
+    #[inline(always)]
+    fn leave_fast(&self) -> bool {
+        let state = self.current();
+        if state.fork_generation != kernel::fork_generation_cached() {
+            return false;
+        }
+        let Some(index) = state.slot else {
+            return false;
+        };
+        let word = self.table.slot_word(index);
+        if word.compare_exchange(HELD | 1, 0, SeqCst, Relaxed).is_err() {
+            return false;
+        }
+        thread_held_add(-1);
+        // Dekker again: our SeqCst store, then the freeze flag; the freezer
+        // sets the flag, then reads the drain word.
+        if self.table.freeze_word().load(SeqCst) & FROZEN != 0 {
+            self.bump_drain();
+        }
+        true
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn leave_slow(&self) -> Result<(), BarrierError> {
         let state = self.state()?;
         let slot = self.word(state);
         let overflow = state.slot.is_none();

@@ -81,6 +81,10 @@ pub enum cyrsync_status {
     /// snapshot is NOT consistent. Barrier calls of a process whose file was
     /// replaced also return it where they cannot go on.
     BarrierReplaced = 210,
+    /// Barrier enter with a timeout: the barrier stayed frozen for the whole
+    /// timeout; the caller is NOT inside (nothing to leave). Cyrus:
+    /// IMAP_MAILBOX_LOCKED.
+    BarrierFrozen = 211,
 }
 
 impl cyrsync_status {
@@ -115,6 +119,7 @@ impl cyrsync_status {
             208 => BarrierLost,
             209 => BarrierNoSpace,
             210 => BarrierReplaced,
+            211 => BarrierFrozen,
             _ => return None,
         })
     }
@@ -152,6 +157,7 @@ impl cyrsync_status {
             BarrierReplaced => {
                 c"inconsistent freeze: the barrier file was removed or replaced under its writers"
             }
+            BarrierFrozen => c"barrier frozen: not entered within the timeout",
         }
     }
 }

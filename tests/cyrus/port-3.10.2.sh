@@ -4,6 +4,11 @@
 #
 #   0001 build, 0002 sync_log shim, 0004 sync_do_reader  from 3.12.4
 #   0003 global barrier                                  from 3.6.1
+#   0005 replica bounded lock wait                       from 3.6.1, but
+#        imap/mailbox.c and imap/conversations.c edited here (3.10's
+#        mailbox_open_advanced() and conversations_open_path() are
+#        neither 3.6's nor 3.12's; fuzz put one 3.6 hunk into the wrong
+#        function)
 #
 # (3.10 is 3.12 for the build, the sync log and sync_support.c's reader,
 # and 3.6 for the global lock: neither has global_lock nor
@@ -36,13 +41,69 @@ tar -xf "$ORIG" -C "$T/src" --strip-components=1 --no-same-owner
 "${G[@]}" commit -qm orig
 
 SOURCES=(3.12.4:0001-build-with-cyrsync.patch 3.12.4:0002-sync_log-shim-over-cyrsync.patch
-         3.6.1:0003-global-barrier.patch 3.12.4:0004-sync_do_reader-over-cyrsync.patch)
+         3.6.1:0003-global-barrier.patch 3.12.4:0004-sync_do_reader-over-cyrsync.patch
+         3.6.1:0005-replica-bounded-lock-wait.patch)
 mkdir -p "$P/3.10.2"
 : >"$T/series"
 for s in "${SOURCES[@]}"; do
     from=${s%%:*} p=${s#*:}
     echo "== $p from $from"
     (cd "$T/src" && patch -p1 --no-backup-if-mismatch <"$P/$from/$p") | grep -v '^patching file' || true
+    if [ "$p" = 0005-replica-bounded-lock-wait.patch ]; then
+        "${G[@]}" checkout -q -- imap/mailbox.c imap/conversations.c
+        rm -f "$T/src/imap/mailbox.c.rej" "$T/src/imap/conversations.c.rej"
+        python3 - "$T/src" <<'EOF'
+import sys
+src = sys.argv[1]
+def edit(path, old, new):
+    f = src + "/" + path
+    s = open(f).read()
+    if s.count(old) != 1:
+        sys.exit("port-3.10.2: 0005: %s: context not found once" % path)
+    open(f, "w").write(s.replace(old, new))
+CHECK = "            /* sync_server_lock_wait ran out: never go on without the user's lock */\n"
+# mailbox_mboxlock_reopen(): as 3.6's
+edit("imap/mailbox.c",
+     "            mailbox->local_namespacelock = user_namespacelock_full(userid, index_locktype);\n"
+     "        }\n"
+     "        free(userid);\n"
+     "    }\n",
+     "            mailbox->local_namespacelock = user_namespacelock_full(userid, index_locktype);\n"
+     + CHECK +
+     "            if (!mailbox->local_namespacelock && mboxname_lock_wait_ms()) {\n"
+     "                free(userid);\n"
+     "                return IMAP_MAILBOX_LOCKED;\n"
+     "            }\n"
+     "        }\n"
+     "        free(userid);\n"
+     "    }\n")
+# mailbox_open_advanced(): 3.10's own form
+edit("imap/mailbox.c",
+     "        mailbox->local_namespacelock = user_namespacelock_full(userid, index_locktype);\n"
+     "    }\n"
+     "    free(userid);\n",
+     "        mailbox->local_namespacelock = user_namespacelock_full(userid, index_locktype);\n"
+     + CHECK[4:] +
+     "        if (!mailbox->local_namespacelock && mboxname_lock_wait_ms()) {\n"
+     "            free(userid);\n"
+     "            remove_listitem(listitem);\n"
+     "            return IMAP_MAILBOX_LOCKED;\n"
+     "        }\n"
+     "    }\n"
+     "    free(userid);\n")
+# conversations_open_path(): as 3.12's
+edit("imap/conversations.c",
+     "        open->local_namespacelock = user_namespacelock_full(userid, locktype);\n"
+     "    }\n",
+     "        open->local_namespacelock = user_namespacelock_full(userid, locktype);\n"
+     + CHECK[4:] +
+     "        if (!open->local_namespacelock && mboxname_lock_wait_ms()) {\n"
+     "            _conv_remove(&open->s);\n"
+     "            return IMAP_MAILBOX_LOCKED;\n"
+     "        }\n"
+     "    }\n")
+EOF
+    fi
     if [ "$p" = 0003-global-barrier.patch ]; then
         sed -i 's/3\.6 has no user_run_with_lock()/3.10 has no user_run_with_lock()/' "$T/src/imap/cyr_withlock_run.c"
     fi
@@ -53,7 +114,8 @@ for s in "${SOURCES[@]}"; do
               -e 's/3\.6\.1 gains upstream 3\.12/3.10.2 gains upstream 3.12/' \
               -e 's/3\.6 has no global lock at all/3.10 has no global lock at all/' \
               -e 's/No -u (3\.6 has no/No -u (3.10 has no/' \
-              -e 's/live 3\.6 server/live 3.10 server/' >"$T/$p"
+              -e 's/live 3\.6 server/live 3.10 server/' \
+              -e 's/(it is plain C; 3\.6$/(it is plain C; 3.10/' >"$T/$p"
     "${G[@]}" diff --no-color HEAD~1 HEAD >>"$T/$p"
     cp "$T/$p" "$P/3.10.2/$p"
     echo "$p" >>"$T/series"

@@ -252,6 +252,10 @@ fn process_global_barrier() {
         // Before init.
         assert!(cyrsync_barrier_global().is_null());
         assert_eq!(cyrsync_barrier_global_enter(), CYRSYNC_STATUS_BAD_STATE);
+        assert_eq!(
+            cyrsync_barrier_global_enter_timeout(0),
+            CYRSYNC_STATUS_BAD_STATE
+        );
         assert_eq!(cyrsync_barrier_global_leave(), CYRSYNC_STATUS_BAD_STATE);
         assert_eq!(cyrsync_barrier_global_depth(), 0);
         assert_eq!(
@@ -283,6 +287,38 @@ fn process_global_barrier() {
             cyrsync_barrier_global_leave(),
             CYRSYNC_STATUS_BARRIER_NOT_HELD
         );
+
+        // With a timeout: nests and leaves like enter; while another handle
+        // holds a freeze, gives up without going in.
+        assert_eq!(cyrsync_barrier_global_enter_timeout(0), CYRSYNC_STATUS_OK);
+        assert_eq!(cyrsync_barrier_global_enter_timeout(0), CYRSYNC_STATUS_OK);
+        assert_eq!(cyrsync_barrier_global_depth(), 2);
+        assert_eq!(cyrsync_barrier_global_leave(), CYRSYNC_STATUS_OK);
+        assert_eq!(cyrsync_barrier_global_leave(), CYRSYNC_STATUS_OK);
+        let mut freezer = ptr::null_mut();
+        assert_eq!(
+            cyrsync_barrier_open(dir.c().as_ptr(), 0, &mut freezer),
+            CYRSYNC_STATUS_OK
+        );
+        let mut f = ptr::null_mut();
+        assert_eq!(
+            cyrsync_barrier_freeze(freezer, 1000, &mut f),
+            CYRSYNC_STATUS_OK
+        );
+        assert_eq!(
+            cyrsync_barrier_global_enter_timeout(20),
+            CYRSYNC_STATUS_BARRIER_FROZEN
+        );
+        assert_eq!(cyrsync_barrier_global_depth(), 0);
+        assert_eq!(cyrsync_barrier_thaw(freezer, f), CYRSYNC_STATUS_OK);
+        cyrsync_barrier_free(freezer);
+        assert!(
+            !logged("IOERROR: cyrsync_barrier_global_enter_timeout: barrier frozen"),
+            "a timeout is an answer, not an I/O error"
+        );
+        assert!(logged(
+            "cyrsync_barrier_global_enter_timeout: barrier frozen, not entered"
+        ));
 
         // Freeze and thaw through the global handle.
         let mut f = ptr::null_mut();

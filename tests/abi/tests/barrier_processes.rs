@@ -614,3 +614,197 @@ fn parent_killed_child_lives_on() {
     );
     unsafe { cyrsync_barrier_free(freezer) };
 }
+
+/// `cyrsync_barrier_enter_timeout` with real processes, a slotted writer and
+/// a slotless (overflow) one: a timed-out enter returns BARRIER_FROZEN after
+/// its timeout, leaves nothing behind (not inside, the freeze stays
+/// consistent), a timeout of 0 never sleeps, and a long enough timeout goes
+/// in at the thaw.
+#[test]
+fn enter_timeout_gives_up_and_leaves_nothing() {
+    let dir = TempDir::new("barrier-timeout");
+    // Two slots: the freezer (this process) and writer 0; writer 1 is
+    // slotless.
+    let mut freezer = ptr::null_mut();
+    assert_eq!(
+        unsafe { cyrsync_barrier_open_slots(dir.c().as_ptr(), 5000, 2, &mut freezer) },
+        CYRSYNC_STATUS_OK
+    );
+    // [0] frozen, [1] thaw stamp, [2] ready, then per writer: timed-out
+    // wait ns, zero-timeout wait ns, entry stamp.
+    let sh = Shared::new(3 + 3 * 2);
+    let mut pids = Vec::new();
+    for w in 0..2 {
+        let (sh, dir) = (&sh, &dir);
+        pids.push(fork_child(move || {
+            let b = open(dir, 5000);
+            sh.at(2).fetch_add(1, SeqCst);
+            while sh.at(0).load(SeqCst) == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let t = now_ns();
+            if unsafe { cyrsync_barrier_enter_timeout(b, 200) } != CYRSYNC_STATUS_BARRIER_FROZEN {
+                return 2;
+            }
+            sh.at(3 + 3 * w).store(now_ns() - t, SeqCst);
+            if unsafe { cyrsync_barrier_depth(b) } != 0
+                || unsafe { cyrsync_barrier_leave(b) } != CYRSYNC_STATUS_BARRIER_NOT_HELD
+            {
+                return 3;
+            }
+            let t = now_ns();
+            if unsafe { cyrsync_barrier_enter_timeout(b, 0) } != CYRSYNC_STATUS_BARRIER_FROZEN {
+                return 4;
+            }
+            sh.at(4 + 3 * w).store(now_ns() - t, SeqCst);
+            if unsafe { cyrsync_barrier_enter_timeout(b, 20_000) } != CYRSYNC_STATUS_OK {
+                return 5;
+            }
+            sh.at(5 + 3 * w).store(now_ns(), SeqCst);
+            if unsafe { cyrsync_barrier_leave(b) } != CYRSYNC_STATUS_OK {
+                return 6;
+            }
+            0
+        }));
+        // One at a time, so writer 0 takes the last slot.
+        wait_for("writer ready", Duration::from_secs(10), || {
+            sh.at(2).load(SeqCst) == w as u64 + 1
+        });
+    }
+    let mut f = ptr::null_mut();
+    assert_eq!(
+        unsafe { cyrsync_barrier_freeze(freezer, 5000, &mut f) },
+        CYRSYNC_STATUS_OK
+    );
+    sh.at(0).store(1, SeqCst);
+    std::thread::sleep(Duration::from_millis(1200));
+    sh.at(1).store(now_ns(), SeqCst);
+    let verdict = unsafe { cyrsync_barrier_thaw(freezer, f) };
+    for pid in pids {
+        wait_ok(pid, "enter_timeout writer");
+    }
+    assert_eq!(
+        verdict, CYRSYNC_STATUS_OK,
+        "a timed-out enter must leave the freeze consistent"
+    );
+    for w in 0..2 {
+        let (timed_out, zero, entry) = (
+            sh.at(3 + 3 * w).load(SeqCst),
+            sh.at(4 + 3 * w).load(SeqCst),
+            sh.at(5 + 3 * w).load(SeqCst),
+        );
+        eprintln!(
+            "  writer {w}: timeout 200 ms gave up after {} ms, timeout 0 after {} µs, \
+             went in {} ms after the thaw stamp",
+            timed_out / 1_000_000,
+            zero / 1000,
+            entry.saturating_sub(sh.at(1).load(SeqCst)) / 1_000_000
+        );
+        assert!(
+            (200_000_000..1_000_000_000).contains(&timed_out),
+            "writer {w}: a 200 ms timeout gave up after {timed_out} ns"
+        );
+        assert!(zero < 50_000_000, "writer {w}: a 0 timeout slept {zero} ns");
+        assert!(
+            entry >= sh.at(1).load(SeqCst),
+            "writer {w} went in before the thaw"
+        );
+    }
+    assert_eq!(status(freezer).breaches, 0);
+    unsafe { cyrsync_barrier_free(freezer) };
+}
+
+/// The freeze's own bound runs out before a longer timeout: the writer goes
+/// in as a plain enter would (OK) and the verdict says not consistent. And a
+/// process that already holds the barrier nests at once while a freeze
+/// drains, even with a timeout of 0.
+#[test]
+fn enter_timeout_bound_and_nesting() {
+    let dir = TempDir::new("barrier-timeout-bound");
+    let freezer = open(&dir, 0);
+    // [0] frozen, [1] ready, [2] wait ns
+    let sh = Shared::new(3);
+    let pid = {
+        let (sh, dir) = (&sh, &dir);
+        fork_child(move || {
+            let b = open(dir, 300);
+            sh.at(1).store(1, SeqCst);
+            while sh.at(0).load(SeqCst) == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let t = now_ns();
+            if unsafe { cyrsync_barrier_enter_timeout(b, 20_000) } != CYRSYNC_STATUS_OK {
+                return 2;
+            }
+            sh.at(2).store(now_ns() - t, SeqCst);
+            unsafe { cyrsync_barrier_leave(b) };
+            0
+        })
+    };
+    wait_for("writer ready", Duration::from_secs(10), || {
+        sh.at(1).load(SeqCst) == 1
+    });
+    let mut f = ptr::null_mut();
+    assert_eq!(
+        unsafe { cyrsync_barrier_freeze(freezer, 5000, &mut f) },
+        CYRSYNC_STATUS_OK
+    );
+    sh.at(0).store(1, SeqCst);
+    wait_ok(pid, "bounded writer");
+    let verdict = unsafe { cyrsync_barrier_thaw(freezer, f) };
+    let waited = sh.at(2).load(SeqCst);
+    eprintln!(
+        "  own bound 300 ms, timeout 20 s: went in after {} ms, verdict {verdict}",
+        waited / 1_000_000
+    );
+    assert!(
+        (250_000_000..3_000_000_000).contains(&waited),
+        "waited {waited} ns"
+    );
+    assert!(
+        verdict == CYRSYNC_STATUS_BARRIER_BREACHED || verdict == CYRSYNC_STATUS_BARRIER_EXPIRED,
+        "verdict {verdict}"
+    );
+
+    // Nesting while a freeze drains: the child holds the barrier, the
+    // freeze waits for it; its enter_timeout(0) must nest, not give up.
+    sh.at(0).store(0, SeqCst);
+    sh.at(1).store(0, SeqCst);
+    let pid = {
+        let (sh, dir) = (&sh, &dir);
+        fork_child(move || {
+            let b = open(dir, 5000);
+            if unsafe { cyrsync_barrier_enter(b) } != CYRSYNC_STATUS_OK {
+                return 2;
+            }
+            sh.at(1).store(1, SeqCst);
+            wait_for(
+                "the freeze to start draining",
+                Duration::from_secs(10),
+                || status(b).frozen,
+            );
+            if unsafe { cyrsync_barrier_enter_timeout(b, 0) } != CYRSYNC_STATUS_OK
+                || unsafe { cyrsync_barrier_depth(b) } != 2
+            {
+                return 3;
+            }
+            unsafe { cyrsync_barrier_leave(b) };
+            unsafe { cyrsync_barrier_leave(b) };
+            0
+        })
+    };
+    wait_for("writer inside", Duration::from_secs(10), || {
+        sh.at(1).load(SeqCst) == 1
+    });
+    let mut f = ptr::null_mut();
+    assert_eq!(
+        unsafe { cyrsync_barrier_freeze(freezer, 5000, &mut f) },
+        CYRSYNC_STATUS_OK
+    );
+    wait_ok(pid, "nesting writer");
+    assert_eq!(
+        unsafe { cyrsync_barrier_thaw(freezer, f) },
+        CYRSYNC_STATUS_OK
+    );
+    unsafe { cyrsync_barrier_free(freezer) };
+}
