@@ -222,7 +222,10 @@ chmod 755 "$DIR"
 
 start_master() {  # BIN DIR PORT
     local bin=$1 d=$2 port=$3
-    env LD_PRELOAD="$CASS/utils/syslog.so" CASSANDANE_SYSLOG_FNAME="$d/syslog" \
+    # a session of its own: Cyrus's master signals its whole process group
+    # when it shuts down, which would take down the other instances of a
+    # concurrent run (tests/cyrus/run starts vanilla, patched and mixed at once)
+    setsid env LD_PRELOAD="$CASS/utils/syslog.so" CASSANDANE_SYSLOG_FNAME="$d/syslog" \
         "$bin" -C "$d/imapd.conf" -M "$d/cyrus.conf" -p "$d/master.pid" -D \
         >"$d/master.log" 2>&1 &
     PIDS+=($!)
@@ -247,7 +250,7 @@ start_master "$RMASTER_BIN" "$R" "$((PORT + 1))"
 # the rolling sync_client, for the whole run
 SC_ARGS=(-C "$M/imapd.conf" -R -v)
 [ -n "$CHANNEL" ] && SC_ARGS+=(-n "$CHANNEL")
-env LD_PRELOAD="$CASS/utils/syslog.so" CASSANDANE_SYSLOG_FNAME="$M/syslog" \
+setsid env LD_PRELOAD="$CASS/utils/syslog.so" CASSANDANE_SYSLOG_FNAME="$M/syslog" \
     "$SYNC_CLIENT" "${SC_ARGS[@]}" >"$DIR/sync_client.out" 2>&1 &
 SC_PID=$!
 PIDS+=("$SC_PID")
