@@ -323,12 +323,13 @@ def run(a):
 
     # ---- measurements
     def maxlag(u, lo, hi):
-        """largest lag of u's messages appended in [lo, hi] (seen or not)"""
+        """largest lag of u's messages on their way during [lo, hi]:
+        appended before hi and not on the replica before lo (seen or not)"""
         worst = 0.0
         ap, po = apps[u], pols[u]
         for k, t in enumerate(ap.ok):
-            if lo <= t <= hi:
-                seen = po.seen[k] if k < len(po.seen) else t_end
+            seen = po.seen[k] if k < len(po.seen) else t_end
+            if t <= hi and seen >= lo:
                 worst = max(worst, seen - t)
         return worst
 

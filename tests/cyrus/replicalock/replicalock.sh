@@ -39,8 +39,9 @@ replica).  Run as root; a `cyrus` user must exist.  Issue 12 (Cyrus issue
 
 Judged (--assert, for patched master + patched replica; otherwise only
 printed, with the verdict each check would have):
-  lag      bob's and carol's largest lag of a message appended while alice
-           was locked < 2 x INTERVAL + WAIT
+  lag      bob's and carol's largest lag of a message on its way while
+           alice was locked (appended before the release, not on the
+           replica before the lock) < 2 x INTERVAL + WAIT
   release  alice on the replica within INTERVAL + 1 s of the release (the
            second: the 1/4 s poll and the pass itself)
   loop     at most HOLD/INTERVAL + 2 passes while locked, no log-run
