@@ -70,6 +70,10 @@ Options:
   --cyrsync PATH      the cyrsync CLI (target/release/cyrsync), for the
                       frozen phase on a patched replica
   --assert            fail (exit 1) when a check fails
+  --oneshot           instead of the rolling scenario: alice locked, one
+                      new message per user, then `sync_client -u alice bob
+                      carol` and one rolling pass `sync_client -R -1`; prints
+                      "ONESHOT ..." lines (exit code, seconds, who arrived)
   -h, --help          this text
 EOF
 }
@@ -89,6 +93,7 @@ LOCK=user
 CHANNEL=rl
 CYRSYNC=
 ASSERT=0
+ONESHOT=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --replica) RPREFIX=$(cd "$2" && pwd); shift 2 ;;
@@ -102,6 +107,7 @@ while [ $# -gt 0 ]; do
         --channel) CHANNEL=$2; shift 2 ;;
         --cyrsync) CYRSYNC=$(readlink -f "$2"); shift 2 ;;
         --assert) ASSERT=1; shift ;;
+        --oneshot) ONESHOT=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "replicalock: unknown argument '$1'" >&2; exit 2 ;;
     esac
@@ -292,6 +298,40 @@ if [ "$FREEZE" != 0 ]; then
         FREEZE_HOW="cyr_withlock_run (upstream's global lock)"
     fi
     say "frozen phase: ${FREEZE}s with $FREEZE_HOW$([ -z "$FREEZE_CMD" ] && echo " (no barrier in this replica build, or no --cyrsync: skipped)")"
+fi
+
+# --oneshot: the one-shot modes against the locked replica instead of the
+# rolling scenario (the compatibility matrix): the rolling sync_client is
+# stopped; alice locked; one new message per user; then `sync_client -u
+# alice bob carol`, and `sync_client -R -1` (one rolling pass) on the
+# channel; each: exit code, seconds, whether bob and carol arrived, what
+# is left in the channel's directory
+if [ $ONESHOT = 1 ]; then
+    kill -TERM "$SC_PID"; wait "$SC_PID" 2>/dev/null || true
+    python3 "$HERE/../syncclient/holdlock.py" "$LOCKFILE" >"$DIR/holdlock.out" &
+    HOLDER=$!
+    PIDS+=("$HOLDER")
+    for _ in $(seq 50); do grep -q locked "$DIR/holdlock.out" && break; sleep 0.1; done
+    say "alice locked on the replica; one-shot runs (timeout 60s each)"
+    oneshot() {   # LABEL ARGS...
+        local label=$1; shift
+        "${RL[@]}" append1 "$PORT" "${USERS[@]}"
+        local t0 rc=0
+        t0=$(date +%s.%N)
+        env LD_PRELOAD="$CASS/utils/syslog.so" CASSANDANE_SYSLOG_FNAME="$M/syslog" \
+            timeout 60 "$SYNC_CLIENT" -C "$M/imapd.conf" "$@" >"$DIR/oneshot-$label.out" 2>&1 || rc=$?
+        local secs; secs=$(python3 -c "import time; print(f'{time.time() - $t0:.1f}')")
+        local got=""
+        for u in "${USERS[@]}"; do
+            got="$got $u:$("${RL[@]}" compare "$PORT" "$((PORT + 1))" "$u" | sed -n 's/.*uids_equal=\([A-Za-z]*\).*/\1/p' | head -n 1)"
+        done
+        echo "ONESHOT $label exit=$rc seconds=$secs replicated:$got left=$(ls "$M/conf/sync${CHANNEL:+/$CHANNEL}" 2>/dev/null | tr '\n' ',')"
+        grep -E 'bailing|Deferred|LOCKED|failed|rror' "$DIR/oneshot-$label.out" | sort | uniq -c | head -n 5 | sed 's/^/      /' || true
+    }
+    oneshot user -v -u alice bob carol
+    oneshot rolling-once -v -R -1 ${CHANNEL:+-n "$CHANNEL"}
+    kill -TERM "$HOLDER"
+    exit 0
 fi
 
 echo
