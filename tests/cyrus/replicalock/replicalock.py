@@ -322,15 +322,17 @@ def run(a):
         p.stop.set()
 
     # ---- measurements
+    worst_at = {}
     def maxlag(u, lo, hi):
         """largest lag of u's messages on their way during [lo, hi]:
         appended before hi and not on the replica before lo (seen or not)"""
-        worst = 0.0
+        worst, at = 0.0, 0.0
         ap, po = apps[u], pols[u]
         for k, t in enumerate(ap.ok):
             seen = po.seen[k] if k < len(po.seen) else t_end
-            if t <= hi and seen >= lo:
-                worst = max(worst, seen - t)
+            if t <= hi and seen >= lo and seen - t > worst:
+                worst, at = seen - t, t - t0
+        worst_at[u] = round(at, 1)
         return worst
 
     out = {
@@ -350,6 +352,7 @@ def run(a):
         out["hold"] = round(hi - lo, 1)
         for u in others:
             out[f"lag_{u}"] = round(maxlag(u, lo, hi), 1)
+            out[f"lag_{u}_appended_at"] = worst_at[u]
         out["passes_lock"] = marks["passes_lock"]
         c = marks.get("locked_caught_up")
         out[f"{a.locked}_after_release"] = round(c - hi, 1) if c else -1
