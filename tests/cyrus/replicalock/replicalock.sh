@@ -60,7 +60,10 @@ Options:
   --dir DIR           instance dir (default /var/tmp/cs/replicalock)
   --port N            first of three ports (default 10300)
   --hold S            seconds alice is locked (default 60)
-  --interval S        sync_repeat_interval (default 2)
+  --interval S        sync_repeat_interval (default 3: with the wait of 3 s a
+                      pass that meets the lock lasts about one interval, and the
+                      lag bound keeps 3 s of slack over the worst case, a user
+                      synced first in one pass and last in the next)
   --wait S            sync_server_lock_wait on the replica (default 3)
   --freeze S          seconds the replica is frozen; 0: no frozen phase
                       (default 8)
@@ -86,7 +89,7 @@ RPREFIX=$PREFIX
 DIR=/var/tmp/cs/replicalock
 PORT=10300
 HOLD=60
-INTERVAL=2
+INTERVAL=3
 WAIT=3
 FREEZE=8
 LOCK=user
