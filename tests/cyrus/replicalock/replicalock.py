@@ -34,7 +34,6 @@ with the measurements replicalock.sh judges.  Times are seconds.
 """
 import argparse
 import ctypes
-import imaplib
 import os
 import re
 import shlex
@@ -45,22 +44,8 @@ import sys
 import threading
 import time
 
-
-def connect(port, user):
-    imap = imaplib.IMAP4("127.0.0.1", int(port))
-    imap.login(user, "x")
-    return imap
-
-
-def message(user, seq):
-    return (
-        "From: replicalock <rl@example.com>\r\n"
-        f"To: {user}@example.com\r\n"
-        f"Subject: rl {seq} for {user}\r\n"
-        f"Message-ID: <{user}.{seq}.{os.getpid()}@cyrsync.test>\r\n"
-        "\r\n"
-        f"body {seq}\r\n"
-    ).encode()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from liveimap import connect, create_users, message  # noqa: E402
 
 
 def status_count(imap, user):
@@ -105,7 +90,7 @@ class Appender(threading.Thread):
         while not self.stop.is_set():
             n += 1
             try:
-                typ, data = imap.append("INBOX", None, None, message(self.user, n))
+                typ, data = imap.append("INBOX", None, None, message(self.user, n, "rl"))
             except Exception as e:  # noqa: BLE001
                 print(f"APPEND {n} for {self.user}: {e}", file=sys.stderr)
                 self.failed += 1
@@ -373,12 +358,7 @@ def main():
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     a = sys.argv[2:]
     if cmd == "create":
-        imap = connect(a[0], "admin")
-        for u in a[1:]:
-            typ, data = imap.create(f"user.{u}")
-            if typ != "OK":
-                sys.exit(f"CREATE user.{u}: {typ} {data}")
-        imap.logout()
+        create_users(a[0], a[1:])
     elif cmd == "mailboxid":
         imap = connect(a[0], a[1])
         typ, data = imap.status("INBOX", "(MAILBOXID)")
@@ -389,7 +369,7 @@ def main():
     elif cmd == "append1":
         for u in a[1:]:
             imap = connect(a[0], u)
-            typ, data = imap.append("INBOX", None, None, message(u, 0))
+            typ, data = imap.append("INBOX", None, None, message(u, 0, "rl"))
             if typ != "OK":
                 sys.exit(f"APPEND for {u}: {typ} {data}")
             imap.logout()

@@ -148,45 +148,12 @@ check() {   # NAME OK(0|1) DETAIL
 }
 say() { echo "[$(date -u +%H:%M:%S.%1N)] $*"; }
 
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
+. "$HERE/../lib/instance.sh"
+trap inst_cleanup EXIT
 
 # ---------------------------------------------------------------- instances
-for pidf in "$DIR"/master/master.pid "$DIR"/replica/master.pid; do
-    if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
-        echo "replicalock: a master from an earlier run is still alive (pid $(cat "$pidf")); stop it first" >&2
-        exit 2
-    fi
-done
-rm -rf "$DIR"
 M=$DIR/master R=$DIR/replica
-for d in "$M" "$R"; do
-    mkdir -p "$d"/conf/{socket,proc,lock,log,db,sieve,sync} "$d/spool"
-done
-write_conf() {  # DIR SERVERNAME EXTRA...
-    local d=$1 name=$2; shift 2
-    {
-        echo "configdirectory: $d/conf"
-        echo "partition-default: $d/spool"
-        echo "defaultpartition: default"
-        echo "servername: $name"
-        echo "sasl_pwcheck_method: alwaystrue"
-        echo "sasl_mech_list: PLAIN LOGIN"
-        echo "allowplaintext: yes"
-        echo "unixhierarchysep: no"
-        echo "altnamespace: no"
-        echo "syslog_prefix: cyrsync-rl-$name"
-        printf '%s\n' "$@"
-    } >"$d/imapd.conf"
-}
+inst_fresh replicalock "$DIR" "$M" "$R"
 MEXTRA=("admins: admin" "sync_log: 1" "sync_repeat_interval: $INTERVAL"
         "sync_host: 127.0.0.1" "sync_port: $((PORT + 2))"
         "sync_authname: repluser" "sync_password: x" "sync_try_imap: no")
@@ -199,61 +166,19 @@ if [ $GL = yes ]; then
     REXTRA+=("global_lock: yes")
     has_option "$RPREFIX" global_lock_max_freeze && REXTRA+=("global_lock_max_freeze: $((FREEZE + 10))s")
 fi
-write_conf "$M" master "${MEXTRA[@]}"
-write_conf "$R" replica "${REXTRA[@]}"
-cat >"$M/cyrus.conf" <<EOF
-START {
-  recover cmd="ctl_cyrusdb -C $M/imapd.conf -r"
-}
-SERVICES {
-  imap cmd="imapd -C $M/imapd.conf" listen="127.0.0.1:$PORT" prefork=1 maxchild=20
-}
-EVENTS {
-}
-DAEMON {
-}
-EOF
-cat >"$R/cyrus.conf" <<EOF
-START {
-  recover cmd="ctl_cyrusdb -C $R/imapd.conf -r"
-}
-SERVICES {
-  imap cmd="imapd -C $R/imapd.conf" listen="127.0.0.1:$((PORT + 1))" prefork=1 maxchild=20
-  sync cmd="sync_server -C $R/imapd.conf" listen="127.0.0.1:$((PORT + 2))" prefork=0 maxchild=4
-}
-EVENTS {
-}
-DAEMON {
-}
-EOF
-for d in "$M" "$R"; do : >"$d/syslog"; chmod 666 "$d/syslog"; done
-chown -R cyrus:mail "$DIR"
+inst_imapd_conf "$M" master cyrsync-rl-master "${MEXTRA[@]}"
+inst_imapd_conf "$R" replica cyrsync-rl-replica "${REXTRA[@]}"
+inst_cyrus_conf "$M" "imap cmd=\"imapd -C $M/imapd.conf\" listen=\"127.0.0.1:$PORT\" prefork=1 maxchild=20"
+inst_cyrus_conf "$R" "imap cmd=\"imapd -C $R/imapd.conf\" listen=\"127.0.0.1:$((PORT + 1))\" prefork=1 maxchild=20" \
+    "sync cmd=\"sync_server -C $R/imapd.conf\" listen=\"127.0.0.1:$((PORT + 2))\" prefork=0 maxchild=4"
+inst_own "$M" "$R"
 chmod 755 "$DIR"
-
-start_master() {  # BIN DIR PORT
-    local bin=$1 d=$2 port=$3
-    # a session of its own: Cyrus's master signals its whole process group
-    # when it shuts down, which would take down the other instances of a
-    # concurrent run (tests/cyrus/run starts vanilla, patched and mixed at once)
-    setsid env LD_PRELOAD="$CASS/utils/syslog.so" CASSANDANE_SYSLOG_FNAME="$d/syslog" \
-        "$bin" -C "$d/imapd.conf" -M "$d/cyrus.conf" -p "$d/master.pid" -D \
-        >"$d/master.log" 2>&1 &
-    PIDS+=($!)
-    local pid=$!
-    for _ in $(seq 100); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && return 0
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "replicalock: master in $d did not come up:"; tail -n 20 "$d/master.log" "$d/syslog"
-    exit 1
-}
 
 T0=$(date +%s)
 say "master: $MFL $PREFIX (imap :$PORT); replica: $RFL $RPREFIX (imap :$((PORT + 1)), sync :$((PORT + 2)))"
 say "channel ${CHANNEL:-(default)}, sync_repeat_interval ${INTERVAL}s, replica sync_server_lock_wait: $([ $LW = yes ] && echo "${WAIT}s" || echo "not in this build (blocks)"), lock held ${HOLD}s ($LOCK lock)"
-start_master "$MASTER_BIN" "$M" "$PORT"
-start_master "$RMASTER_BIN" "$R" "$((PORT + 1))"
+inst_start replicalock "$MASTER_BIN" "$M" "$PORT"
+inst_start replicalock "$RMASTER_BIN" "$R" "$((PORT + 1))"
 "${RL[@]}" create "$PORT" "${USERS[@]}"
 "${RL[@]}" append1 "$PORT" "${USERS[@]}"
 

@@ -26,9 +26,11 @@ of another: "APPEND user.duAPPEND user.post1" parses, and is torn), or when
 the file does not end in a newline.  Prints "lines N torn T tail_torn 0|1"
 and one "torn OFFSET LEN REPR" line per torn line.
 """
-import imaplib
 import os
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from liveimap import connect, create_users, message  # noqa: E402
 
 ARGS = {
     b"USER": 1, b"UNUSER": 1, b"META": 1, b"SIEVE": 1, b"APPEND": 1,
@@ -36,23 +38,6 @@ ARGS = {
     b"DOUBLEMAILBOX": 2, b"RENAME": 2, b"SEEN": 2, b"SUB": 2,
 }
 ATOM_SPECIALS = b'(){ %*"\\]\r\n'
-
-
-def connect(port, user):
-    imap = imaplib.IMAP4("127.0.0.1", int(port))
-    imap.login(user, "x")
-    return imap
-
-
-def message(user, seq):
-    return (
-        "From: faults <faults@example.com>\r\n"
-        f"To: {user}@example.com\r\n"
-        f"Subject: message {seq} for {user}\r\n"
-        f"Message-ID: <{user}.{seq}.{os.getpid()}@cyrsync.test>\r\n"
-        "\r\n"
-        f"body {seq}\r\n"
-    ).encode()
 
 
 def appends(port, user, n, stop=None):
@@ -65,7 +50,7 @@ def appends(port, user, n, stop=None):
         return 0, n
     for i in range(1, n + 1):
         try:
-            typ, data = imap.append("INBOX", None, None, message(user, i))
+            typ, data = imap.append("INBOX", None, None, message(user, i, "faults"))
         except Exception as e:  # noqa: BLE001
             print(f"APPEND {i} for {user}: {e}", file=sys.stderr)
             failed += n - i + 1
@@ -210,12 +195,7 @@ def main():
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     a = sys.argv[2:]
     if cmd == "create":
-        imap = connect(a[0], "admin")
-        for u in a[1:]:
-            typ, data = imap.create(f"user.{u}")
-            if typ != "OK":
-                sys.exit(f"CREATE user.{u}: {typ} {data}")
-        imap.logout()
+        create_users(a[0], a[1:])
     elif cmd == "append":
         ok, failed = appends(a[0], a[1], int(a[2]))
         print(f"appends {ok} {failed}")

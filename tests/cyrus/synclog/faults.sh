@@ -114,108 +114,30 @@ FAILS=()
 fail() { FAILS+=("$*"); echo "FAIL: $*"; }
 say() { echo "[$(date -u +%H:%M:%S.%1N)] $*"; }
 
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        kill -TERM "$p" 2>/dev/null || true
-    done
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
+. "$HERE/../lib/instance.sh"
+trap inst_cleanup EXIT
 
 # ---------------------------------------------------------------- instances
-for pidf in "$DIR"/master/master.pid "$DIR"/replica/master.pid; do
-    if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
-        echo "faults: a master from an earlier run is still alive (pid $(cat "$pidf")); stop it first" >&2
-        exit 2
-    fi
-done
-rm -rf "$DIR"
 M=$DIR/master R=$DIR/replica
-for d in "$M" "$R"; do
-    mkdir -p "$d"/conf/{socket,proc,lock,log,db,sieve,sync} "$d/spool"
-done
+inst_fresh faults "$DIR" "$M" "$R"
 SYNC=$M/conf/sync
 mount -t tmpfs -o "size=$SIZE,mode=0750,uid=$(id -u cyrus),gid=$(id -g cyrus)" faults-tmpfs "$SYNC"
-chown -R cyrus:mail "$DIR"
-chmod 755 "$DIR"
-
-write_conf() {  # DIR SERVERNAME EXTRA...
-    local d=$1 name=$2; shift 2
-    {
-        echo "configdirectory: $d/conf"
-        echo "partition-default: $d/spool"
-        echo "defaultpartition: default"
-        echo "servername: $name"
-        echo "sasl_pwcheck_method: alwaystrue"
-        echo "sasl_mech_list: PLAIN LOGIN"
-        echo "allowplaintext: yes"
-        echo "unixhierarchysep: no"
-        echo "altnamespace: no"
-        echo "syslog_prefix: cyrsync-faults-$name"
-        printf '%s\n' "$@"
-    } >"$d/imapd.conf"
-}
-write_conf "$M" master "admins: admin" "sync_log: 1" \
+inst_imapd_conf "$M" master cyrsync-faults-master "admins: admin" "sync_log: 1" \
     "sync_host: 127.0.0.1" "sync_port: $((PORT + 2))" \
     "sync_authname: repluser" "sync_password: x" \
     "sync_try_imap: no"
-write_conf "$R" replica "admins: admin repluser"
-cat >"$M/cyrus.conf" <<EOF
-START {
-  recover cmd="ctl_cyrusdb -C $M/imapd.conf -r"
-}
-SERVICES {
-  imap cmd="imapd -C $M/imapd.conf" listen="127.0.0.1:$PORT" prefork=1 maxchild=10
-}
-EVENTS {
-}
-DAEMON {
-}
-EOF
-cat >"$R/cyrus.conf" <<EOF
-START {
-  recover cmd="ctl_cyrusdb -C $R/imapd.conf -r"
-}
-SERVICES {
-  imap cmd="imapd -C $R/imapd.conf" listen="127.0.0.1:$((PORT + 1))" prefork=1 maxchild=10
-  sync cmd="sync_server -C $R/imapd.conf" listen="127.0.0.1:$((PORT + 2))" prefork=0 maxchild=4
-}
-EVENTS {
-}
-DAEMON {
-}
-EOF
-chown cyrus:mail "$M"/*.conf "$R"/*.conf
-: >"$M/syslog"; : >"$R/syslog"
-chown cyrus:mail "$M/syslog" "$R/syslog"
-chmod 666 "$M/syslog" "$R/syslog"
-
-start_master() {  # DIR PORT
-    local d=$1 port=$2
-    env LD_PRELOAD="$CASS/utils/syslog.so" CASSANDANE_SYSLOG_FNAME="$d/syslog" \
-        "$MASTER_BIN" -C "$d/imapd.conf" -M "$d/cyrus.conf" -p "$d/master.pid" -D \
-        >"$d/master.log" 2>&1 &
-    PIDS+=($!)
-    local pid=$!
-    for _ in $(seq 100); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && return 0
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "faults: master in $d did not come up:"; tail -n 20 "$d/master.log" "$d/syslog"
-    exit 1
-}
+inst_imapd_conf "$R" replica cyrsync-faults-replica "admins: admin repluser"
+inst_cyrus_conf "$M" "imap cmd=\"imapd -C $M/imapd.conf\" listen=\"127.0.0.1:$PORT\" prefork=1 maxchild=10"
+inst_cyrus_conf "$R" "imap cmd=\"imapd -C $R/imapd.conf\" listen=\"127.0.0.1:$((PORT + 1))\" prefork=1 maxchild=10" \
+    "sync cmd=\"sync_server -C $R/imapd.conf\" listen=\"127.0.0.1:$((PORT + 2))\" prefork=0 maxchild=4"
+inst_own "$M" "$R"
+chmod 755 "$DIR"
 
 T0=$(date +%s)
 say "prefix $PREFIX; master imap 127.0.0.1:$PORT, replica imap :$((PORT + 1)) sync :$((PORT + 2))"
 say "master's $SYNC: tmpfs size=$SIZE in a private mount namespace"
-start_master "$M" "$PORT"
-start_master "$R" "$((PORT + 1))"
+inst_start faults "$MASTER_BIN" "$M" "$PORT"
+inst_start faults "$MASTER_BIN" "$R" "$((PORT + 1))"
 say "master and replica up"
 
 lines_of() { [ -e "$1" ] && python3 -c "import sys; print(open(sys.argv[1],'rb').read().count(b'\n'))" "$1" || echo 0; }
