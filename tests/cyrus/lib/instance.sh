@@ -10,6 +10,25 @@
 
 PIDS=()
 
+# inst_bin PREFIX NAME: a Cyrus program wherever make install put it
+inst_bin() {
+    local p
+    for p in "$1/libexec/$2" "$1/sbin/$2" "$1/bin/$2"; do [ -x "$p" ] && { echo "$p"; return 0; }; done
+    echo "no $2 under $1" >&2
+    return 1
+}
+
+# inst_cassandane PREFIX LOG: set CASS to the Cassandane tree beside the
+# install PREFIX of tests/cyrus/run, building its syslog.so if needed
+# (make's output in LOG)
+inst_cassandane() {
+    CASS=$(dirname "$1")/src/cassandane
+    if [ ! -e "$CASS/utils/syslog.so" ]; then
+        mkdir -p "$(dirname "$2")"
+        make -C "$CASS/utils" >"$2" 2>&1 || { tail -n 20 "$2"; exit 2; }
+    fi
+}
+
 inst_cleanup() {
     local p
     for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done

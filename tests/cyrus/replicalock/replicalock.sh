@@ -118,20 +118,12 @@ done
 [ "$CHANNEL" = default ] && CHANNEL=
 case "$LOCK" in user|mailbox) ;; *) echo "replicalock: --lock user|mailbox" >&2; exit 2 ;; esac
 
-bin_of() {   # PREFIX NAME: a Cyrus program wherever make install put it
-    local p
-    for p in "$1/libexec/$2" "$1/sbin/$2" "$1/bin/$2"; do [ -x "$p" ] && { echo "$p"; return 0; }; done
-    echo "replicalock: no $2 under $1" >&2
-    return 1
-}
-MASTER_BIN=$(bin_of "$PREFIX" master)
-RMASTER_BIN=$(bin_of "$RPREFIX" master)
-SYNC_CLIENT=$(bin_of "$PREFIX" sync_client)
-bin_of "$RPREFIX" sync_server >/dev/null
-CASS=$(dirname "$PREFIX")/src/cassandane
-if [ ! -e "$CASS/utils/syslog.so" ]; then
-    make -C "$CASS/utils" >"$DIR.utils.log" 2>&1 || { tail -n 20 "$DIR.utils.log"; exit 2; }
-fi
+. "$HERE/../lib/instance.sh"
+MASTER_BIN=$(inst_bin "$PREFIX" master) || exit 2
+RMASTER_BIN=$(inst_bin "$RPREFIX" master) || exit 2
+SYNC_CLIENT=$(inst_bin "$PREFIX" sync_client) || exit 2
+inst_bin "$RPREFIX" sync_server >/dev/null || exit 2
+inst_cassandane "$PREFIX" "$DIR.utils.log"
 # what each side's build knows: patched (linked with cyrsync: tests/cyrus/run
 # leaves .cyrsync.a in the build dir), its imapd.conf options
 flavour_of() { if [ -e "$(dirname "$1")/.cyrsync.a" ]; then echo patched; else echo vanilla; fi; }
@@ -148,7 +140,6 @@ check() {   # NAME OK(0|1) DETAIL
 }
 say() { echo "[$(date -u +%H:%M:%S.%1N)] $*"; }
 
-. "$HERE/../lib/instance.sh"
 trap inst_cleanup EXIT
 
 # ---------------------------------------------------------------- instances
@@ -222,7 +213,7 @@ if [ "$FREEZE" != 0 ]; then
         FREEZE_CMD="$CYRSYNC withlock -C $R/imapd.conf --max-freeze $((FREEZE + 10))s -- /bin/sleep $FREEZE"
         FREEZE_HOW="cyrsync withlock"
     elif [ "$RFL" = vanilla ] && [ $GL = yes ]; then
-        FREEZE_CMD="$(bin_of "$RPREFIX" cyr_withlock_run) -C $R/imapd.conf -- /bin/sleep $FREEZE"
+        FREEZE_CMD="$(inst_bin "$RPREFIX" cyr_withlock_run) -C $R/imapd.conf -- /bin/sleep $FREEZE"
         FREEZE_HOW="cyr_withlock_run (upstream's global lock)"
     fi
     say "frozen phase: ${FREEZE}s with $FREEZE_HOW$([ -z "$FREEZE_CMD" ] && echo " (no barrier in this replica build, or no --cyrsync: skipped)")"

@@ -96,25 +96,17 @@ if [ -z "${CYRSYNC_FAULTS_NS:-}" ]; then
     exec unshare -m --propagation private env CYRSYNC_FAULTS_NS=1 "$0" "$PREFIX" "${ARGS[@]}"
 fi
 
-MASTER_BIN=$PREFIX/libexec/master
-[ -x "$MASTER_BIN" ] || MASTER_BIN=$PREFIX/sbin/master
-SYNC_CLIENT=$PREFIX/sbin/sync_client
-[ -x "$SYNC_CLIENT" ] || SYNC_CLIENT=$PREFIX/libexec/sync_client
-CASS=$(dirname "$PREFIX")/src/cassandane
-for f in "$MASTER_BIN" "$SYNC_CLIENT" "$PREFIX/libexec/imapd" "$PREFIX/libexec/sync_server"; do
-    [ -x "$f" ] || { echo "faults: $f missing" >&2; exit 2; }
-done
-if [ ! -e "$CASS/utils/syslog.so" ]; then
-    mkdir -p "$(dirname "$DIR")"
-    make -C "$CASS/utils" >"$DIR.utils.log" 2>&1 || { tail -n 20 "$DIR.utils.log"; exit 2; }
-fi
+. "$HERE/../lib/instance.sh"
+MASTER_BIN=$(inst_bin "$PREFIX" master) || exit 2
+SYNC_CLIENT=$(inst_bin "$PREFIX" sync_client) || exit 2
+inst_bin "$PREFIX" imapd >/dev/null && inst_bin "$PREFIX" sync_server >/dev/null || exit 2
+inst_cassandane "$PREFIX" "$DIR.utils.log"
 LOAD=(python3 "$HERE/faultload.py")
 
 FAILS=()
 fail() { FAILS+=("$*"); echo "FAIL: $*"; }
 say() { echo "[$(date -u +%H:%M:%S.%1N)] $*"; }
 
-. "$HERE/../lib/instance.sh"
 trap inst_cleanup EXIT
 
 # ---------------------------------------------------------------- instances
