@@ -125,7 +125,13 @@ fn flock(kind: libc::c_short, offset: u64) -> libc::flock {
 /// another descriptor of the same file does not drop them, and a lock held
 /// through this description does not conflict with itself.
 pub(crate) fn ofd_try_lock(fd: RawFd, offset: u64) -> io::Result<bool> {
-    let fl = flock(libc::F_WRLCK as libc::c_short, offset);
+    ofd_try(fd, libc::F_WRLCK, offset)
+}
+
+/// An OFD lock of `kind` (F_WRLCK, F_RDLCK) on the byte at `offset`,
+/// without waiting: `Ok(false)` when a conflicting lock is held.
+fn ofd_try(fd: RawFd, kind: libc::c_int, offset: u64) -> io::Result<bool> {
+    let fl = flock(kind as libc::c_short, offset);
     // SAFETY: fd is a descriptor we own; fl is a valid flock.
     if unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &fl) } == 0 {
         return Ok(true);
@@ -297,16 +303,7 @@ pub(crate) fn allocate(file: &File, len: u64) -> io::Result<()> {
 
 /// Take a shared (read) OFD lock on the byte at `offset`, without waiting.
 pub(crate) fn ofd_try_read_lock(fd: RawFd, offset: u64) -> io::Result<bool> {
-    let fl = flock(libc::F_RDLCK as libc::c_short, offset);
-    // SAFETY: as in `ofd_try_lock`.
-    if unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &fl) } == 0 {
-        return Ok(true);
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
-        _ => Err(err),
-    }
+    ofd_try(fd, libc::F_RDLCK, offset)
 }
 
 /// Whether any lock (OFD or POSIX, any byte) is held on the file by an open
